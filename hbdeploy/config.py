@@ -1,0 +1,42 @@
+"""One call from a cluster file (found or named) to a validated Cluster."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+
+from . import source, validate
+from .model import Cluster
+
+
+def load_cluster(explicit: str | os.PathLike[str] | None = None,
+                 environ: Mapping[str, str] | None = None,
+                 cwd: Path | None = None) -> Cluster:
+    """Find, read and validate the cluster file; ConfigError lists every problem."""
+    environ = os.environ if environ is None else environ
+    path = source.discover(explicit, environ, cwd)
+    return validate.load(source.read(path), environ)
+
+
+def summary(cluster: Cluster) -> str:
+    """A short human summary: nodes, resource groups, media, timings."""
+    t = cluster.timings
+    media = cluster.media.mode
+    if media == "mcast":
+        media += f" {cluster.media.mcast_group} ttl {cluster.media.mcast_ttl}"
+    lines = [
+        f"cluster file: {cluster.source}",
+        "nodes: " + ", ".join(f"{n.name} ({n.ip} on {n.interface})" for n in cluster.nodes),
+        "resource groups:",
+        *(f"  {g.node}: {' '.join(g.resources)}" for g in cluster.groups),
+        f"media: {media} on udp port {cluster.udpport}",
+        f"timings: keepalive {t.keepalive}, warntime {t.warntime}, deadtime {t.deadtime}, "
+        f"initdead {t.initdead}",
+        f"auto_failback: {cluster.auto_failback}; auth: {cluster.auth_method}",
+    ]
+    if cluster.uses_ipfail:
+        pings = list(cluster.ping) + [f"{name}({' '.join(ips)})"
+                                      for name, ips in cluster.ping_groups]
+        lines.append(f"ping (ipfail): {', '.join(pings)}")
+    return "\n".join(lines)

@@ -1,0 +1,1 @@
+"""Jinja2 templates of the files hbdeploy manages (shipped as hbdeploy.templates)."""
