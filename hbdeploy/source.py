@@ -15,7 +15,7 @@ from typing import Any
 
 import yaml
 
-from .errors import ConfigError, Problem
+from .errors import ConfigError, Problem, key_path, key_text
 
 ENV_CONFIG = "HBDEPLOY_CONFIG"
 DEFAULT_PATHS = (Path("config/heartbeat.yml"), Path("config/moonshine.yml"))
@@ -146,7 +146,7 @@ def normalize(value: Any, path: str = "", problems: list[Problem] | None = None,
 
 
 def _join(path: str, key: Any) -> str:
-    return f"{path}.{key}" if path else str(key)
+    return key_path(path, key) if path else key_text(key)
 
 
 def read(path: Path) -> Source:

@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from .errors import ConfigError, Problem
+from .errors import ConfigError, Problem, key_path, key_text
 from .model import Cluster, Duration, Firewall, Media, Node, ResourceGroup, Timings
 from .secret import Secret
 from .source import Source, short, type_name
@@ -52,8 +52,7 @@ def load(source: Source, environ: Mapping[str, str] | None = None) -> Cluster:
     return Validator(source, os.environ if environ is None else environ).run()
 
 
-def fmt_path(*parts: object) -> str:
-    return ".".join(str(p) for p in parts if p != "")
+fmt_path = key_path
 
 
 class Validator:
@@ -142,7 +141,7 @@ class Validator:
                 continue
             hint = difflib.get_close_matches(str(key), known, n=1, cutoff=0.6)
             did_you_mean = f"; did you mean {hint[0]!r}?" if hint else ""
-            self.bad(fmt_path(path, key), (
+            self.bad(fmt_path(path, key) if path else key_text(key), (
                 f"unknown key {short(key)}{did_you_mean} (valid keys: {', '.join(known)})"))
 
     def interface(self, value: Any, path: str) -> str | None:
@@ -245,6 +244,9 @@ class Validator:
             return f"IPaddr::{ipaddress.IPv4Address(value)}"
         except ValueError:
             pass
+        if re.fullmatch(r"[\d.]+", value):
+            self.bad(path, f"{short(value)} is not an IP address; {valid}")
+            return None
         if not RESOURCE_RE.match(value):
             self.bad(path, f"{short(value)} is not a resource; {valid}")
             return None

@@ -1,0 +1,17 @@
+"""Shared fixtures for the unit tests."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+GOLDEN = Path(__file__).resolve().parent / "golden"
+
+
+@pytest.fixture(autouse=True)
+def _no_password_from_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Tests decide the password themselves; an exported one must not leak in."""
+    monkeypatch.delenv("HBDEPLOY_PASSWORD", raising=False)
+    monkeypatch.delenv("HBDEPLOY_CONFIG", raising=False)

@@ -1,0 +1,100 @@
+"""The two doors, `hbdeploy` and `fab`, run as real programs."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import stat
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+CUSTOM = ROOT / "examples" / "custom.yml"
+
+
+def run(*args: str, cwd: Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    full_env = {k: v for k, v in os.environ.items() if not k.startswith("HBDEPLOY_")}
+    full_env.update(env or {})
+    return subprocess.run(list(args), cwd=cwd, env=full_env, capture_output=True, text=True,
+                          timeout=60, check=False)
+
+
+def script(name: str) -> str:
+    """A console script of the Python running the tests (a venv need not be on PATH)."""
+    beside = Path(sys.executable).parent / name
+    exe = str(beside) if beside.exists() else shutil.which(name)
+    assert exe, f"{name} is installed (bash scripts/bootstrap)"
+    return exe
+
+
+def hbdeploy() -> str:
+    return script("hbdeploy")
+
+
+def fab() -> str:
+    return script("fab")
+
+
+def test_list_is_the_same_for_both_doors() -> None:
+    mine = run(hbdeploy(), "--list", cwd=ROOT)
+    theirs = run(fab(), "--list", cwd=ROOT)
+    assert mine.returncode == 0 and theirs.returncode == 0, mine.stderr + theirs.stderr
+    tasks = [ln.split()[0] for ln in mine.stdout.splitlines()[1:] if ln.startswith("  ")]
+    assert {"check", "render"} <= set(tasks)
+    # Only the heading differs: a program with a namespace says "Subcommands".
+    assert mine.stdout.splitlines()[1:] == theirs.stdout.splitlines()[1:]
+
+
+def test_discovery_order(tmp_path: Path) -> None:
+    (tmp_path / "config").mkdir()
+    shutil.copy(CUSTOM, tmp_path / "config" / "moonshine.yml")
+    result = run(hbdeploy(), "check", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "config/moonshine.yml" in result.stdout and "eth1" in result.stdout
+    (tmp_path / "config" / "heartbeat.yml").write_text("nodes: {}\n")
+    result = run(hbdeploy(), "check", cwd=tmp_path)
+    assert result.returncode == 2 and "nodes: 0 node(s)" in result.stderr
+    result = run(hbdeploy(), "check", cwd=tmp_path, env={"HBDEPLOY_CONFIG": str(CUSTOM)})
+    assert result.returncode == 0 and str(CUSTOM) in result.stdout
+    result = run(fab(), "check", "--cluster", str(CUSTOM), cwd=ROOT)
+    assert result.returncode == 0 and "deadtime 10s" in result.stdout
+
+
+def test_render_out_writes_files_with_modes(tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    result = run(hbdeploy(), "render", "--node", "haproxy1", "--out", str(out),
+                 "--cluster", str(CUSTOM), cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert stat.S_IMODE((out / "authkeys").stat().st_mode) == 0o600
+    assert stat.S_IMODE((out / "ha.cf").stat().st_mode) == 0o644
+    assert (out / "authkeys").read_text().endswith("1 sha1 sekret\n")
+    assert "sekret" not in result.stdout + result.stderr
+
+
+def test_render_stdout_masks_the_password(tmp_path: Path) -> None:
+    result = run(hbdeploy(), "render", "--node", "haproxy2", "--cluster", str(CUSTOM), cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "==> /etc/ha.d/ha.cf <==" in result.stdout
+    assert "ucast eth1 12.34.56.78" in result.stdout
+    assert "sekret" not in result.stdout and "1 sha1 ********" in result.stdout
+
+
+@pytest.mark.parametrize("args", [["render", "--node", "nosuch"], ["check"]])
+def test_errors_are_one_line_no_traceback(tmp_path: Path, args: list[str]) -> None:
+    cluster = tmp_path / "c.yml"
+    cluster.write_text("nodes: {a: 10.0.0.1, b: 10.0.0.2}\nresources: {a: 10.0.0.9}\n")
+    result = run(hbdeploy(), *args, "--cluster", str(cluster), cwd=tmp_path)
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr
+    assert result.stderr.strip().splitlines()[0].split(":")[0] in ("config error", "error")
+
+
+def test_templates_found_from_the_installed_package(tmp_path: Path) -> None:
+    code = ("from hbdeploy.render import render_node; from hbdeploy.config import load_cluster;"
+            f"print(render_node(load_cluster({str(CUSTOM)!r}), 'haproxy1')['ha.cf'].content)")
+    result = run(sys.executable, "-c", code, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "udpport 6009" in result.stdout
