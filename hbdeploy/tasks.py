@@ -65,4 +65,10 @@ def render(c: Context, node: str, out: str | None = None, cluster: str | None = 
         print(rendered.shown(), end="")
 
 
-namespace = Collection(check, render)
+def _build_namespace() -> Collection:
+    from .lab.tasks import namespace as lab_namespace
+
+    return Collection(check, render, lab_namespace)
+
+
+namespace = _build_namespace()

@@ -1,0 +1,278 @@
+"""The lab as a whole: bring it up, take it down, report on it, break it on purpose."""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import os
+import shutil
+import signal
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from . import network, rootfs
+from .machine import Machine, mount_points, netns_pids, nspawn_pids
+from .network import Addressing
+from .sh import LabError, Report, check_requirements, poll, run
+
+DEFAULT_SUBNET = "10.213.0.0/24"
+MAX_NODES = 9
+STATE_DIR = Path(os.environ.get("HBDEPLOY_LAB_DIR", "/var/lib/hbdeploy/lab"))
+CACHE_DIR = Path(os.environ.get("HBDEPLOY_LAB_CACHE", "/var/cache/hbdeploy/lab"))
+
+
+def node_name(index: int) -> str:
+    return f"haproxy{index}"
+
+
+@dataclass(frozen=True)
+class NodeStatus:
+    name: str
+    ip: str
+    running: bool
+    ssh: bool
+    link_up: bool
+    floating_ips: tuple[str, ...]
+
+
+def _quiet(_: str) -> None:
+    pass
+
+
+def _all_pids() -> list[int]:
+    """Every lab process: nspawn instances and whatever lives in a lab namespace."""
+    pids = [pid for group in nspawn_pids().values() for pid in group]
+    return pids + netns_pids(*network.lab_namespaces())
+
+
+def _signal_all(pids: list[int], sig: signal.Signals) -> None:
+    for pid in pids:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, sig)
+
+
+class Lab:
+    """The lab on this machine; its state lives in ``state_dir``, its image in ``cache_dir``."""
+
+    def __init__(self, state_dir: Path = STATE_DIR, cache_dir: Path = CACHE_DIR,
+                 report: Report = _quiet) -> None:
+        self.state_dir = state_dir
+        self.cache_dir = cache_dir
+        self.report = report
+
+    # -- paths and state -----------------------------------------------------------------
+    @property
+    def state_file(self) -> Path:
+        return self.state_dir / "lab.json"
+
+    @property
+    def key_file(self) -> Path:
+        return self.state_dir / "id_ed25519"
+
+    @property
+    def ssh_config_path(self) -> Path:
+        return self.state_dir / "ssh_config"
+
+    @property
+    def known_hosts_path(self) -> Path:
+        return self.state_dir / "known_hosts"
+
+    def _state(self) -> dict:
+        try:
+            return json.loads(self.state_file.read_text())
+        except (OSError, ValueError):
+            return {}
+
+    def _save(self, state: dict) -> None:
+        tmp = self.state_file.with_suffix(".tmp")
+        tmp.write_text(json.dumps(state, indent=2) + "\n")
+        tmp.replace(self.state_file)
+
+    @property
+    def addressing(self) -> Addressing:
+        return Addressing.parse(self._state().get("subnet", DEFAULT_SUBNET))
+
+    def machines(self) -> list[Machine]:
+        """The lab's nodes, as recorded by the last lab.up."""
+        addressing = self.addressing
+        return [Machine(name, i, addressing.node_ip(i), self.state_dir / "nodes" / name)
+                for i, name in enumerate(self._state().get("nodes", []), start=1)]
+
+    def machine(self, name: str) -> Machine:
+        for machine in self.machines():
+            if machine.name == name:
+                return machine
+        known = ", ".join(m.name for m in self.machines()) or "none: run hbdeploy lab.up"
+        raise LabError(f"{name!r} is not a lab node (nodes: {known})")
+
+    @contextlib.contextmanager
+    def _locked(self) -> Iterator[None]:
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        with (self.state_dir / ".lock").open("w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            yield
+
+    # -- up / down -----------------------------------------------------------------------
+    def up(self, nodes: int = 2, subnet: str | None = None) -> list[Machine]:
+        """Make nodes haproxy1..N run and answer ssh; idempotent, and heals a killed run."""
+        check_requirements()
+        if not 2 <= nodes <= MAX_NODES:
+            raise LabError(f"--nodes {nodes}: the lab runs 2 to {MAX_NODES} nodes")
+        with self._locked():
+            state = self._state()
+            wanted = Addressing.parse(subnet or state.get("subnet", DEFAULT_SUBNET))
+            image = rootfs.ensure_root(self.cache_dir, self.report)
+            if state and (state.get("subnet") != str(wanted.subnet)
+                          or state.get("image") != image.name):
+                self.report("the lab's subnet or image changed: starting it afresh")
+                self._teardown()
+                state = {}
+            self._clean_strays(state.get("nodes", []))
+            names = list(state.get("nodes", []))
+            names += [node_name(i) for i in range(len(names) + 1, nodes + 1)]
+            self._save({"subnet": str(wanted.subnet), "image": image.name, "nodes": names})
+            self._ensure_key()
+            network.ensure_bridge(wanted)
+            machines = self.machines()
+            for machine in machines:
+                self._power_on(machine, image, wait=False)
+            for machine in machines:
+                machine.wait_ssh()
+            self._write_ssh_files(machines)
+            for machine in machines:
+                self._check_ssh(machine)
+            return machines
+
+    def down(self) -> None:
+        """Stop every node and remove every namespace, link, mount and process of the lab."""
+        with self._locked():
+            self._teardown()
+
+    def _teardown(self) -> None:
+        if _all_pids():
+            self.report("powering off the nodes")
+        self._stop_all()
+        for point in self._lab_mounts():
+            run(["umount", point], check=False)
+            if point in mount_points():
+                run(["umount", "-l", point], check=False)
+        network.remove_all()
+        shutil.rmtree(self.state_dir / "nodes", ignore_errors=True)
+        for path in (self.state_file, self.ssh_config_path, self.known_hosts_path):
+            path.unlink(missing_ok=True)
+
+    def _stop_all(self, deadline: float = 20) -> None:
+        """Pull every node's plug: their disks are thrown away next, so a clean power-off
+        would only cost time. The container processes go first, then nspawn."""
+        _signal_all(netns_pids(*network.lab_namespaces()), signal.SIGKILL)
+        _signal_all([pid for group in nspawn_pids().values() for pid in group], signal.SIGKILL)
+        poll("lab processes gone", lambda: not _all_pids(), deadline)
+
+    def _lab_mounts(self) -> list[str]:
+        prefix = str(self.state_dir / "nodes") + "/"
+        return [p for p in reversed(mount_points()) if p.startswith(prefix)]
+
+    def _clean_strays(self, names: list[str]) -> None:
+        """Remove what a killed run left that the recorded lab does not own."""
+        known = {f"{network.PREFIX}-{n}" for n in names}
+        for machine_name, pids in nspawn_pids().items():
+            if machine_name not in known:
+                self.report(f"stopping a stray node {machine_name}")
+                _signal_all(pids + netns_pids(machine_name), signal.SIGKILL)
+        for ns in network.lab_namespaces():
+            if ns != network.BRIDGE_NS and ns not in known:
+                _signal_all(netns_pids(ns), signal.SIGKILL)
+                run(["ip", "netns", "del", ns], check=False)
+        owned = {str(self.state_dir / "nodes" / n / "root") for n in names}
+        for point in self._lab_mounts():
+            if point not in owned:
+                run(["umount", "-l", point], check=False)
+
+    # -- power switches --------------------------------------------------------------------
+    def _power_on(self, machine: Machine, image: Path, wait: bool = True) -> None:
+        if machine.running():
+            return
+        self.report(f"booting {machine.name} ({machine.ip})")
+        network.ensure_node_link(machine.name, machine.index, self.addressing)
+        machine.mount(image)
+        machine.prepare(self.key_file.with_suffix(".pub").read_text())
+        machine.boot()
+        if wait:
+            machine.wait_ssh()
+
+    def start(self, name: str) -> None:
+        """Boot a node again with the state it had (its overlay is kept across kill)."""
+        check_requirements()
+        with self._locked():
+            image = self.cache_dir / self._state().get("image", "")
+            if not (image / ".hbdeploy-complete").is_file():
+                raise LabError("the lab's image is gone: run hbdeploy lab.up")
+            self._power_on(self.machine(name), image)
+
+    def kill(self, name: str) -> None:
+        """Hard power-off of one node, as pulling its plug."""
+        self.machine(name).kill()
+
+    def cut(self, name: str) -> None:
+        """Take the node's link down: it keeps running but hears and reaches nobody."""
+        network.set_port(self.machine(name).index, up=False)
+
+    def heal(self, name: str) -> None:
+        network.set_port(self.machine(name).index, up=True)
+
+    # -- reporting ------------------------------------------------------------------------
+    def status(self) -> list[NodeStatus]:
+        out = []
+        for m in self.machines():
+            ns = network.node_ns(m.name)
+            addresses = network.addresses(ns) if ns in network.netns_list() else []
+            running = m.running()
+            out.append(NodeStatus(
+                m.name, m.ip, running, running and m.ssh_port_open(),
+                network.port_is_up(m.index),
+                tuple(a for a in addresses if a != m.ip) if running else ()))
+        return out
+
+    def leftovers(self) -> list[str]:
+        """Anything of the lab still on the host: namespaces, links, mounts, processes."""
+        items = [f"netns {ns}" for ns in sorted(network.lab_namespaces())]
+        items += [f"link {link}" for link in sorted(network.host_links())]
+        items += [f"mount {point}" for point in self._lab_mounts()]
+        items += [f"process {name} {pids}" for name, pids in sorted(nspawn_pids().items())]
+        items += [f"process {pid} in a lab namespace" for pid in
+                  netns_pids(*network.lab_namespaces())]
+        return items
+
+    # -- ssh ---------------------------------------------------------------------------------
+    def _ensure_key(self) -> None:
+        if not self.key_file.exists():
+            run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "hbdeploy-lab",
+                 "-f", str(self.key_file)])
+
+    def _write_ssh_files(self, machines: list[Machine]) -> None:
+        known = [f"{m.name},{m.ip} {m.host_public_key()}\n" for m in machines]
+        self.known_hosts_path.write_text("".join(known))
+        blocks = ["# hbdeploy lab: written by `hbdeploy lab.up`; host keys are checked.\n"]
+        for m in machines:
+            blocks.append(
+                f"\nHost {m.name} {m.ip}\n"
+                f"    HostName {m.ip}\n"
+                "    User root\n"
+                f"    IdentityFile {self.key_file}\n"
+                "    IdentitiesOnly yes\n"
+                f"    UserKnownHostsFile {self.known_hosts_path}\n"
+                "    StrictHostKeyChecking yes\n"
+                "    ConnectTimeout 5\n")
+        self.ssh_config_path.write_text("".join(blocks))
+
+    def ssh_command(self, name: str, *command: str) -> list[str]:
+        """An ssh command line reaching ``name`` with the lab's config (host key checked)."""
+        return ["ssh", "-F", str(self.ssh_config_path), "-o", "BatchMode=yes", name, *command]
+
+    def _check_ssh(self, machine: Machine) -> None:
+        result = run(self.ssh_command(machine.name, "uname", "-n"), check=False, timeout=30)
+        if result.returncode != 0 or result.stdout.strip() != machine.name:
+            raise LabError(f"{machine.name}: ssh with the lab key failed: "
+                           f"{(result.stderr or result.stdout).strip()[:200]}")

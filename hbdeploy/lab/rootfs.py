@@ -1,0 +1,142 @@
+"""The lab's node image: a debootstrapped bookworm root, built once and cached.
+
+The root holds everything a node needs to boot and be reached (systemd, sshd, iproute2,
+iptables, nftables, a tiny HTTP probe server) but NOT heartbeat: its .debs and every
+dependency wait in the apt cache, with the apt lists kept, so a deploy's
+``apt-get install heartbeat`` succeeds inside a node with no network.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+from pathlib import Path
+
+from .sh import LabError, Report, run, run_with_progress
+
+SUITE = "bookworm"
+PACKAGES = (
+    "openssh-server", "systemd", "systemd-sysv", "dbus", "iproute2", "iptables", "nftables",
+    "procps", "python3-minimal", "iputils-ping", "ca-certificates", "kmod",
+)
+OFFLINE_PACKAGES = ("heartbeat",)
+IMAGE_VERSION = 1  # bump when the customisation below changes
+PROBE_PORT = 80
+
+# A tiny HTTP server that answers every request with the node's name. It needs only the
+# modules python3-minimal ships (socket), so the node image stays small.
+PROBE_SERVER = r'''#!/usr/bin/python3
+"""hbdeploy lab probe: answer every HTTP request with this node's name."""
+import socket
+import threading
+
+NAME = socket.gethostname().encode()
+PORT = @PORT@
+
+
+def answer(conn):
+    with conn:
+        conn.settimeout(5)
+        try:
+            conn.recv(4096)
+            body = NAME + b"\n"
+            conn.sendall(b"HTTP/1.0 200 OK\r\nContent-Type: text/plain\r\nContent-Length: "
+                         + str(len(body)).encode() + b"\r\nConnection: close\r\n\r\n" + body)
+        except OSError:
+            pass
+
+
+server = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+server.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+server.bind(("0.0.0.0", PORT))
+server.listen(128)
+while True:
+    conn, _ = server.accept()
+    threading.Thread(target=answer, args=(conn,), daemon=True).start()
+'''.replace("@PORT@", str(PROBE_PORT))
+
+PROBE_UNIT = """[Unit]
+Description=hbdeploy lab HTTP probe (answers with the node name)
+After=network.target
+
+[Service]
+ExecStart=/usr/local/sbin/hbdeploy-probe
+Restart=always
+
+[Install]
+WantedBy=multi-user.target
+"""
+
+SSHD_CONFIG = """# hbdeploy lab: root logs in with the lab key only.
+PermitRootLogin prohibit-password
+PasswordAuthentication no
+KbdInteractiveAuthentication no
+UseDNS no
+HostKey /etc/ssh/ssh_host_ed25519_key
+"""
+
+
+def image_key(mirror: str) -> str:
+    """A short hash of everything the image is made of: rebuilt when any of it changes."""
+    spec = {"suite": SUITE, "packages": PACKAGES, "offline": OFFLINE_PACKAGES,
+            "version": IMAGE_VERSION, "mirror": mirror, "probe": PROBE_SERVER,
+            "unit": PROBE_UNIT, "sshd": SSHD_CONFIG}
+    return hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:12]
+
+
+def default_mirror() -> str:
+    return os.environ.get("HBDEPLOY_LAB_MIRROR", "http://deb.debian.org/debian")
+
+
+def ensure_root(cache: Path, report: Report, mirror: str | None = None) -> Path:
+    """The cached root for the current package list, built first when missing."""
+    mirror = mirror or default_mirror()
+    root = cache / f"root-{image_key(mirror)}"
+    if (root / ".hbdeploy-complete").is_file():
+        return root
+    cache.mkdir(parents=True, exist_ok=True)
+    building = cache / f"{root.name}.building"
+    if building.exists():
+        shutil.rmtree(building)  # left by a build that was killed
+    report(f"building the node image {root.name} (debootstrap {SUITE}, about a minute)")
+    run_with_progress(
+        ["debootstrap", "--variant=minbase", f"--include={','.join(PACKAGES)}", SUITE,
+         str(building), mirror], "debootstrap", report)
+    _customise(building, report)
+    (building / ".hbdeploy-complete").write_text(json.dumps({"mirror": mirror}) + "\n")
+    building.rename(root)
+    for old in cache.glob("root-*"):
+        if old != root and old.is_dir() and not old.name.endswith(".building"):
+            report(f"removing the outdated image {old.name}")
+            shutil.rmtree(old, ignore_errors=True)
+    return root
+
+
+def _customise(root: Path, report: Report) -> None:
+    shutil.copy("/etc/resolv.conf", root / "etc" / "resolv.conf")
+    report("downloading heartbeat and its dependencies into the image's apt cache")
+    run(["chroot", str(root), "apt-get", "update", "-qq"], timeout=600)
+    run(["chroot", str(root), "env", "DEBIAN_FRONTEND=noninteractive", "apt-get", "install",
+         "-y", "-qq", "--download-only", *OFFLINE_PACKAGES], timeout=1200)
+    debs = list((root / "var/cache/apt/archives").glob("heartbeat_*.deb"))
+    if not debs:
+        raise LabError("the image build downloaded no heartbeat .deb")
+    (root / "etc" / "resolv.conf").write_text("")  # nodes have no DNS: no route out
+    (root / "etc" / "hostname").unlink(missing_ok=True)  # nspawn --hostname names the node
+    for key in (root / "etc" / "ssh").glob("ssh_host_*"):
+        key.unlink()  # every node gets host keys of its own
+    (root / "etc/ssh/sshd_config.d/hbdeploy-lab.conf").write_text(SSHD_CONFIG)
+    probe = root / "usr/local/sbin/hbdeploy-probe"
+    probe.write_text(PROBE_SERVER)
+    probe.chmod(0o755)
+    (root / "etc/systemd/system/hbdeploy-probe.service").write_text(PROBE_UNIT)
+    wants = root / "etc/systemd/system/multi-user.target.wants"
+    wants.mkdir(parents=True, exist_ok=True)
+    link = wants / "hbdeploy-probe.service"
+    if not link.is_symlink():
+        link.symlink_to("/etc/systemd/system/hbdeploy-probe.service")
+    # Nothing in a node tries to reach the outside; apt keeps what it downloaded.
+    (root / "etc/apt/apt.conf.d/90hbdeploy-lab").write_text(
+        'APT::Keep-Downloaded-Packages "true";\nAcquire::Retries "0";\n')
