@@ -181,10 +181,13 @@ class Lab:
             if machine_name not in known:
                 self.report(f"stopping a stray node {machine_name}")
                 _signal_all(pids + netns_pids(machine_name), signal.SIGKILL)
-        for ns in network.lab_namespaces():
-            if ns != network.BRIDGE_NS and ns not in known:
-                _signal_all(netns_pids(ns), signal.SIGKILL)
-                run(["ip", "netns", "del", ns], check=False)
+        strays = [ns for ns in network.lab_namespaces()
+                  if ns != network.BRIDGE_NS and ns not in known]
+        _signal_all(netns_pids(*strays), signal.SIGKILL)
+        poll("stray nodes gone", lambda: not netns_pids(*strays) and not (
+            set(nspawn_pids()) - known), 20)
+        for ns in strays:
+            run(["ip", "netns", "del", ns], check=False)
         owned = {str(self.state_dir / "nodes" / n / "root") for n in names}
         for point in self._lab_mounts():
             if point not in owned:

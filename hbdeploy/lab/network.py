@@ -55,6 +55,11 @@ def node_ns(name: str) -> str:
     return f"{PREFIX}-{name}"
 
 
+def node_mac(index: int) -> str:
+    """A locally administered MAC address for node ``index``."""
+    return f"02:68:62:6c:00:{index:02x}"
+
+
 def bridge_port(index: int) -> str:
     return f"n{index}"
 
@@ -126,6 +131,9 @@ def ensure_node_link(name: str, index: int, addressing: Addressing) -> None:
         run(["ip", "-n", BRIDGE_NS, "link", "add", port, "type", "veth", "peer", "name",
              "eth0", "netns", ns])
     run(["ip", "-n", BRIDGE_NS, "link", "set", port, "master", "br0", "up"])
+    # A fixed MAC per node: a node re-created after a crash answers at the address the
+    # controller's ARP cache already holds, instead of a stale one for half a minute.
+    run(["ip", "-n", ns, "link", "set", "eth0", "address", node_mac(index)])
     address = f"{addressing.node_ip(index)}/{addressing.subnet.prefixlen}"
     run(["ip", "-n", ns, "addr", "replace", address, "dev", "eth0"])
     run(["ip", "-n", ns, "link", "set", "eth0", "up"])

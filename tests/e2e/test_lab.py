@@ -1,0 +1,112 @@
+"""The lab itself: real Debian nodes, checked host keys, offline apt, fault switches."""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import urllib.request
+
+import pytest
+
+from hbdeploy.lab import Lab, LabError
+from hbdeploy.lab.machine import nspawn_pids
+
+from .conftest import LAB_NODES, ssh
+
+
+def http_name(ip: str, timeout: float = 2) -> str:
+    with urllib.request.urlopen(f"http://{ip}/", timeout=timeout) as response:
+        return response.read().decode().strip()
+
+
+def reachable(ip: str, port: int = 22, timeout: float = 1) -> bool:
+    try:
+        socket.create_connection((ip, port), timeout=timeout).close()
+        return True
+    except OSError:
+        return False
+
+
+def test_nodes_boot_and_answer_ssh_with_checked_host_keys(lab: Lab) -> None:
+    machines = lab.machines()
+    assert [m.name for m in machines] == [f"haproxy{i}" for i in range(1, LAB_NODES + 1)]
+    for m in machines:
+        assert ssh(lab, m.name, "uname -n").stdout.strip() == m.name
+        assert ssh(lab, m.ip, "uname -n").stdout.strip() == m.name  # matched by address too
+        assert http_name(m.ip) == m.name
+        state = ssh(lab, m.name, "systemctl is-system-running --wait", check=False)
+        assert state.stdout.strip() in ("running", "degraded"), state.stdout
+    keys = {m.host_public_key() for m in machines}
+    assert len(keys) == len(machines), "every node has host keys of its own"
+
+
+def test_a_wrong_host_key_is_refused(lab: Lab, tmp_path) -> None:
+    m1, m2 = lab.machines()[:2]
+    wrong = tmp_path / "known_hosts"
+    wrong.write_text(f"{m1.name},{m1.ip} {m2.host_public_key()}\n")
+    result = subprocess.run(
+        ["ssh", "-F", str(lab.ssh_config_path), "-o", f"UserKnownHostsFile={wrong}",
+         "-o", "BatchMode=yes", m1.name, "true"], capture_output=True, text=True, timeout=30)
+    assert result.returncode != 0
+    assert "host key" in result.stderr.lower()
+
+
+def test_nodes_have_no_route_off_the_bridge(lab: Lab) -> None:
+    for m in lab.machines():
+        routes = ssh(lab, m.name, "ip -4 route show").stdout
+        assert "default" not in routes
+        assert routes.strip().splitlines() == [
+            f"{lab.addressing.subnet} dev eth0 proto kernel scope link src {m.ip}"]
+
+
+def test_heartbeat_installs_offline(lab: Lab) -> None:
+    node = lab.machines()[-1].name
+    assert ssh(lab, node, "dpkg -s heartbeat", check=False).returncode != 0, "not preinstalled"
+    result = ssh(lab, node, "DEBIAN_FRONTEND=noninteractive apt-get install -y -q heartbeat",
+                 check=False, timeout=300)
+    assert result.returncode == 0, result.stdout[-500:] + result.stderr[-500:]
+    version = ssh(lab, node, "dpkg-query -W -f '${Version}' heartbeat").stdout
+    assert version.startswith("1:3.0.6")
+
+
+def test_cut_and_heal(lab: Lab) -> None:
+    m1, m2 = lab.machines()[:2]
+    lab.cut(m2.name)
+    try:
+        assert not reachable(m2.ip)
+        assert ssh(lab, m1.name, f"ping -c1 -W1 {m2.ip}", check=False).returncode != 0
+        assert not next(s for s in lab.status() if s.name == m2.name).link_up
+    finally:
+        lab.heal(m2.name)
+    assert ssh(lab, m1.name, f"ping -c1 -W2 {m2.ip}", check=False).returncode == 0
+    assert ssh(lab, m2.name, "uname -n").stdout.strip() == m2.name
+
+
+def test_kill_then_start_keeps_the_disk(lab: Lab) -> None:
+    m2 = lab.machines()[1]
+    ssh(lab, m2.name, "echo before-kill > /root/marker && sync")
+    lab.kill(m2.name)
+    assert not m2.running()
+    assert not reachable(m2.ip)
+    assert not next(s for s in lab.status() if s.name == m2.name).running
+    lab.start(m2.name)
+    assert ssh(lab, m2.name, "cat /root/marker").stdout.strip() == "before-kill"
+
+
+def test_unknown_node_is_a_clear_error(lab: Lab) -> None:
+    with pytest.raises(LabError, match="not a lab node"):
+        lab.cut("nosuch")
+
+
+def test_killed_run_then_down_leaves_nothing(lab: Lab) -> None:
+    # A controller that died mid-run: its record is lost, its nodes run on.
+    lab.state_file.unlink()
+    orphans = {pid for pids in nspawn_pids().values() for pid in pids}
+    assert len(orphans) == LAB_NODES
+    lab.up(nodes=LAB_NODES)  # finds the strays, stops them, boots the lab again
+    assert not orphans & {pid for pids in nspawn_pids().values() for pid in pids}
+    assert ssh(lab, "haproxy1", "uname -n").stdout.strip() == "haproxy1"
+    lab.down()
+    assert lab.leftovers() == []
+    lab.up(nodes=LAB_NODES)  # later tests get a fresh lab
+    assert len(lab.status()) == LAB_NODES
