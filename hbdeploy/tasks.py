@@ -7,6 +7,7 @@ a one-line message and an exit code, never a traceback.
 from __future__ import annotations
 
 import functools
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
@@ -14,6 +15,9 @@ from typing import Any, TypeVar
 from invoke import Collection, Context, Exit, task
 
 from . import config
+from .apply import remove_firewall
+from .cluster_tasks import enlist, post_task, take
+from .deploy import deploy_cluster, match_targets
 from .errors import ConfigError, HbdeployError
 from .files import write_atomic
 from .render import render_node
@@ -65,10 +69,54 @@ def render(c: Context, node: str, out: str | None = None, cluster: str | None = 
         print(rendered.shown(), end="")
 
 
+@post_task
+@reports_errors
+def _deploy_run(c: Context) -> None:
+    model, connections, options = take(c)
+    recap = deploy_cluster(model, connections, check=options["check"],
+                           verbose=options["verbose"])
+    if options["check"]:
+        return
+    print(recap.table())
+    for message in recap.messages:
+        print(f"error: {message}", file=sys.stderr)
+    if recap.failed:
+        raise Exit(code=1)
+
+
+@task(post=[_deploy_run], help={
+    "cluster": CLUSTER_HELP,
+    "check": "pre-flight, then show what each host would get; change nothing",
+    "verbose": "show remote output"})
+@reports_errors
+def deploy(c: Context, cluster: str | None = None, check: bool = False,
+           verbose: bool = False) -> None:
+    """Provision heartbeat on the hosts (-H, else every node): idempotent; --check to preview."""
+    enlist(c, cluster, check=check, verbose=verbose)
+
+
+@post_task
+@reports_errors
+def _firewall_remove_run(c: Context) -> None:
+    model, connections, _ = take(c)
+    for target in match_targets(model, connections):
+        removed = remove_firewall(target.remote)
+        print(f"[{target.host}] " + ("firewall rules removed" if removed else
+                                    "no hbdeploy firewall rules"))
+
+
+@task(name="remove", post=[_firewall_remove_run], help={"cluster": CLUSTER_HELP})
+@reports_errors
+def firewall_remove(c: Context, cluster: str | None = None) -> None:
+    """Remove hbdeploy's firewall chain, script and boot unit from the hosts."""
+    enlist(c, cluster)
+
+
 def _build_namespace() -> Collection:
     from .lab.tasks import namespace as lab_namespace
 
-    return Collection(check, render, lab_namespace)
+    return Collection(check, render, deploy, Collection("firewall", firewall_remove),
+                      lab_namespace)
 
 
 namespace = _build_namespace()

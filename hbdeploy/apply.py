@@ -1,0 +1,155 @@
+"""Operations: the changes a plan asks for, made on one host. Each is idempotent."""
+
+from __future__ import annotations
+
+import shlex
+import time
+
+from . import firewall
+from .plan import HostPlan, os_family
+from .remote import Remote, RemoteError
+from .render import FILES
+
+BACKUP_DIR = "/etc/ha.d/.hbdeploy"
+GENERATIONS = 5
+
+APT_INSTALL = r"""
+set -e
+export DEBIAN_FRONTEND=noninteractive
+had_pacemaker=no
+dpkg-query -W -f '${Status}' pacemaker 2>/dev/null | grep -q 'install ok installed' && had_pacemaker=yes
+# Keep services from starting half-configured during the install.
+own_policy=no
+if [ ! -e /usr/sbin/policy-rc.d ]; then
+  printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d; chmod 755 /usr/sbin/policy-rc.d; own_policy=yes
+fi
+trap '[ "$own_policy" = yes ] && rm -f /usr/sbin/policy-rc.d' EXIT
+if ! apt-get install -y -q -o Dpkg::Options::=--force-confold heartbeat; then
+  apt-get update -q
+  apt-get install -y -q -o Dpkg::Options::=--force-confold heartbeat
+fi
+# heartbeat pulls in pacemaker and corosync; with crm off they are not used, so when they
+# came with heartbeat they are disabled (they were not there before).
+if [ "$had_pacemaker" = no ]; then
+  systemctl disable --now pacemaker.service corosync.service >/dev/null 2>&1 || true
+  echo "disabled pacemaker and corosync (installed as heartbeat dependencies, unused with crm off)"
+fi
+"""
+
+RPM_INSTALL = """
+set -e
+if command -v dnf >/dev/null 2>&1; then dnf install -y heartbeat; else yum install -y heartbeat; fi
+"""
+
+
+def install(remote: Remote, plan: HostPlan) -> str:
+    """Install heartbeat (apt, or dnf/yum on the RHEL family)."""
+    script = APT_INSTALL if os_family(plan.facts) == "apt" else RPM_INSTALL
+    _, out, _ = remote.run(script, timeout=900)
+    return out
+
+
+def push(remote: Remote, plan: HostPlan, stamp: str) -> None:
+    """Back up the files about to change, then write each atomically with its mode."""
+    backups = []
+    for name in plan.changed_files:
+        src = f"/etc/ha.d/{name}"
+        backups.append(f"if [ -f {src} ]; then cp -p {src} {BACKUP_DIR}/{name}.{stamp}; "
+                       f"ls -1t {BACKUP_DIR}/{name}.* | tail -n +{GENERATIONS + 1} "
+                       "| xargs -r rm -f; fi")
+    remote.run(f"mkdir -p /etc/ha.d {BACKUP_DIR} && chmod 700 {BACKUP_DIR} && "
+               + " && ".join(backups or ["true"]))
+    for name in plan.changed_files:
+        rendered = plan.files[name]
+        remote.write_file(rendered.remote_path, rendered.content, rendered.mode)
+
+
+def restore(remote: Remote, names: list[str], stamp: str) -> list[str]:
+    """Put back the files backed up under ``stamp``; a file that did not exist is removed."""
+    restored = []
+    for name in names:
+        backup = f"{BACKUP_DIR}/{name}.{stamp}"
+        remote.run(f"if [ -f {backup} ]; then cp -p {backup} /etc/ha.d/.{name}.restore && "
+                   f"mv -f /etc/ha.d/.{name}.restore /etc/ha.d/{name}; "
+                   f"else rm -f /etc/ha.d/{name}; fi")
+        restored.append(name)
+    return restored
+
+
+def apply_firewall(remote: Remote, plan: HostPlan) -> None:
+    """Install the firewall script and its boot unit, then run it."""
+    remote.write_file(firewall.SCRIPT_PATH, plan.firewall_script, 0o755)
+    remote.write_file(firewall.UNIT_PATH, firewall.UNIT, 0o644)
+    remote.run(f"systemctl daemon-reload && systemctl enable hbdeploy-firewall.service "
+               f">/dev/null 2>&1 && {firewall.SCRIPT_PATH} apply")
+
+
+def remove_firewall(remote: Remote) -> bool:
+    """Take hbdeploy's rules, script and unit away; True when there was something to remove."""
+    _code, out, _ = remote.run(
+        f"found=no; if [ -x {firewall.SCRIPT_PATH} ]; then {firewall.SCRIPT_PATH} remove; "
+        "found=yes; fi; "
+        f"if iptables -w -S {firewall.CHAIN} >/dev/null 2>&1; then "
+        f"while iptables -w -C INPUT -j {firewall.CHAIN} 2>/dev/null; do "
+        f"iptables -w -D INPUT -j {firewall.CHAIN}; done; iptables -w -F {firewall.CHAIN}; "
+        f"iptables -w -X {firewall.CHAIN}; found=yes; fi; "
+        f"if [ -f {firewall.UNIT_PATH} ]; then systemctl disable hbdeploy-firewall.service "
+        f">/dev/null 2>&1 || true; rm -f {firewall.UNIT_PATH}; systemctl daemon-reload; "
+        "found=yes; fi; "
+        f"rm -f {firewall.SCRIPT_PATH}; echo $found")
+    return out.strip().endswith("yes")
+
+
+def enable(remote: Remote) -> None:
+    remote.run("systemctl enable heartbeat.service >/dev/null 2>&1")
+
+
+def restart(remote: Remote) -> None:
+    """(Re)start heartbeat; a graceful stop hands this node's resources to a peer."""
+    remote.run("systemctl restart heartbeat.service", timeout=600)
+
+
+HEALTH = r"""
+LC_ALL=C
+if cl_status hbstatus >/dev/null 2>&1; then echo "hb up"; else echo "hb down"; fi
+for n in __PEERS__; do echo "peer $n $(cl_status nodestatus $n 2>/dev/null || echo unknown)"; done
+ip -o -4 addr show | while read -r _ dev _ addr _; do echo "addr ${addr%/*}"; done
+"""
+
+
+def health(remote: Remote, peers: list[str]) -> tuple[bool, dict[str, str], set[str]]:
+    """(heartbeat up, peer name -> status as this host sees it, addresses on this host)."""
+    script = HEALTH.replace("__PEERS__", " ".join(shlex.quote(p) for p in peers) or "")
+    _, out, _ = remote.run(script, check=False, timeout=30)
+    up, statuses, addrs = False, {}, set()
+    for line in out.splitlines():
+        parts = line.split()
+        if parts[:2] == ["hb", "up"]:
+            up = True
+        elif len(parts) == 3 and parts[0] == "peer":
+            statuses[parts[1]] = parts[2]
+        elif len(parts) == 2 and parts[0] == "addr":
+            addrs.add(parts[1])
+    return up, statuses, addrs
+
+
+def journal(remote: Remote, lines: int = 15) -> str:
+    _code, out, _ = remote.run(f"journalctl -u heartbeat -n {lines} --no-pager -o cat",
+                              check=False, timeout=30)
+    return out.strip()
+
+
+def wait_until(what: str, test, deadline: float, interval: float = 0.5):
+    """Poll ``test()`` (returning a truthy value when done) until ``deadline`` seconds pass."""
+    end = time.monotonic() + deadline
+    while True:
+        result = test()
+        if result:
+            return result
+        if time.monotonic() > end:
+            raise RemoteError(f"{what}: not within {deadline:.0f}s")
+        time.sleep(interval)
+
+
+__all__ = ["FILES", "apply_firewall", "enable", "health", "install", "journal", "push",
+           "remove_firewall", "restart", "restore", "wait_until"]

@@ -1,0 +1,331 @@
+"""Deploy a cluster: match hosts to nodes, pre-flight all, then install, push, firewall,
+restart (one at a time) and verify. Usable without Fabric's CLI: give it connections.
+"""
+
+from __future__ import annotations
+
+import difflib
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+
+from fabric import Connection
+
+from . import apply, facts
+from .errors import HbdeployError
+from .model import Cluster, Node
+from .plan import HostPlan, plan_host, preflight
+from .remote import Remote, RemoteError, verify_host_keys
+from .render import mask_authkeys
+
+Output = Callable[[str], None]
+STEPS = ("install", "files", "firewall", "service")
+
+
+class DeployError(HbdeployError):
+    """The deploy stopped; the message lists every reason."""
+
+
+@dataclass
+class Target:
+    """A host given on the command line (or a node's IP) and the node it is."""
+
+    host: str
+    node: Node
+    remote: Remote
+
+
+@dataclass
+class HostResult:
+    host: str
+    node: str
+    steps: dict[str, str] = field(default_factory=lambda: dict.fromkeys(STEPS, "ok"))
+    holds: list[str] = field(default_factory=list)
+    pid_before: int = 0
+    pid_after: int = 0
+
+
+@dataclass
+class Recap:
+    results: list[HostResult]
+    failed: bool = False
+    messages: list[str] = field(default_factory=list)
+
+    def table(self) -> str:
+        head = f"{'HOST':<16} {'NODE':<12} " + " ".join(f"{s:<9}" for s in STEPS) + " HOLDS"
+        rows = [head]
+        for r in self.results:
+            rows.append(f"{r.host:<16} {r.node:<12} "
+                        + " ".join(f"{r.steps[s]:<9}" for s in STEPS)
+                        + f" {' '.join(r.holds) or '-'}")
+        changed = [r.host for r in self.results if "changed" in r.steps.values()]
+        failed = [r.host for r in self.results if "failed" in r.steps.values()]
+        if failed:
+            rows.append(f"failed: {', '.join(failed)}")
+        rows.append(f"changed: {', '.join(changed)}" if changed
+                    else f"unchanged: nothing to do on {len(self.results)} host(s)")
+        return "\n".join(rows)
+
+
+def match_targets(cluster: Cluster, connections: Sequence[Connection]) -> list[Target]:
+    """Pair each connection with its node, by the name or address it was given as."""
+    targets, problems, seen = [], [], {}
+    for conn in connections:
+        given = conn.original_host or conn.host
+        node = next((n for n in cluster.nodes if given in (n.name, n.ip)), None) or next(
+            (n for n in cluster.nodes if conn.host == n.ip), None)
+        if node is None:
+            problems.append(f"{given}: matches no node of the cluster file by name or address "
+                            f"(nodes: {', '.join(f'{n.name} {n.ip}' for n in cluster.nodes)})")
+            continue
+        if node.name in seen:
+            problems.append(f"{given}: is node {node.name} again (already given as "
+                            f"{seen[node.name]})")
+            continue
+        seen[node.name] = given
+        targets.append(Target(given, node, Remote(verify_host_keys(conn), given)))
+    if problems:
+        raise DeployError("\n".join(problems))
+    return targets
+
+
+def default_connections(cluster: Cluster, config=None) -> list[Connection]:
+    """One connection per configured node, by its IP (deploy without -H)."""
+    return [Connection(node.ip, config=config) for node in cluster.nodes]
+
+
+def _parallel(func, items):
+    with ThreadPoolExecutor(max_workers=max(1, min(16, len(items)))) as pool:
+        return list(pool.map(func, items))
+
+
+def _guard(func):
+    """Run ``func``; an exception becomes its message (for per-host parallel steps)."""
+    def wrapped(item):
+        try:
+            return func(item), None
+        except (HbdeployError, OSError) as exc:
+            return None, str(exc)
+    return wrapped
+
+
+class Deployment:
+    """One deploy run over ``targets``; ``out`` receives every line meant for the operator."""
+
+    def __init__(self, cluster: Cluster, targets: list[Target], out: Output = print,
+                 verbose: bool = False) -> None:
+        self.cluster = cluster
+        self.targets = targets
+        self.out = out
+        self.verbose = verbose
+        self.results = {t.node.name: HostResult(t.host, t.node.name) for t in targets}
+        self.stamp = time.strftime("%Y%m%dT%H%M%S")
+
+    def say(self, target: Target, message: str) -> None:
+        self.out(f"[{target.host}] {message}")
+
+    # -- pre-flight ------------------------------------------------------------------------
+    def gather(self) -> dict[str, HostPlan]:
+        """Facts of every host, then every pre-flight problem at once, before any change."""
+        outcomes = _parallel(_guard(lambda t: facts.gather(t.remote)), self.targets)
+        problems, plans = [], {}
+        for target, (host_facts, error) in zip(self.targets, outcomes, strict=True):
+            if error:
+                problems.append(error)
+                continue
+            problems += preflight(target.host, target.node, host_facts, self.cluster)
+            plans[target.node.name] = plan_host(target.host, target.node, host_facts,
+                                                self.cluster)
+            self.results[target.node.name].pid_before = host_facts.hb_pid
+        if problems:
+            raise DeployError("pre-flight failed, no host was changed:\n  "
+                              + "\n  ".join(problems))
+        return plans
+
+    # -- check mode ----------------------------------------------------------------------------
+    def show(self, plans: dict[str, HostPlan]) -> None:
+        """What each host would get, with unified diffs (authkeys masked); changes nothing."""
+        for target in self.targets:
+            plan = plans[target.node.name]
+            if plan.install:
+                self.say(target, "would install heartbeat")
+            for name in plan.changed_files:
+                rendered = plan.files[name]
+                _, old, _ = target.remote.run(f"cat {rendered.remote_path} 2>/dev/null || true")
+                new = rendered.content
+                if rendered.secret:
+                    old, new = mask_authkeys(old), mask_authkeys(new)
+                diff = list(difflib.unified_diff(
+                    old.splitlines(keepends=True), new.splitlines(keepends=True),
+                    f"{rendered.remote_path} (on host)", f"{rendered.remote_path} (new)"))
+                self.say(target, f"would write {rendered.remote_path} (mode "
+                                 f"{rendered.mode:04o})"
+                         + ("" if diff else ": only its mode or owner differs"))
+                for line in diff:
+                    self.out(f"[{target.host}]   {line.rstrip()}")
+            if plan.firewall:
+                self.say(target, f"would load firewall chain HBDEPLOY "
+                                 f"({len(plan.firewall_script.splitlines())} lines of script)")
+            if plan.enable:
+                self.say(target, "would enable heartbeat at boot")
+            if plan.restart:
+                self.say(target, "would start heartbeat" if not plan.facts.running
+                         else "would restart heartbeat")
+            if not plan.changes_anything:
+                self.say(target, "up to date: nothing to do")
+
+    # -- apply ------------------------------------------------------------------------------------
+    def prepare(self, plans: dict[str, HostPlan]) -> list[str]:
+        """Install, push and firewall every host in parallel; the failures' messages."""
+
+        def one(target: Target) -> None:
+            plan, result = plans[target.node.name], self.results[target.node.name]
+            step = "install"
+            try:
+                if plan.install:
+                    self.say(target, "installing heartbeat")
+                    note = apply.install(target.remote, plan)
+                    result.steps["install"] = "changed"
+                    for line in note.splitlines():
+                        if line.startswith("disabled pacemaker"):
+                            self.say(target, line)
+                step = "files"
+                if plan.changed_files:
+                    apply.push(target.remote, plan, self.stamp)
+                    result.steps["files"] = "changed"
+                    self.say(target, f"wrote {', '.join(plan.changed_files)}")
+                step = "firewall"
+                if not self.cluster.firewall.enabled:
+                    result.steps["firewall"] = "skipped"
+                elif plan.firewall:
+                    apply.apply_firewall(target.remote, plan)
+                    result.steps["firewall"] = "changed"
+                    self.say(target, "firewall rules loaded (chain HBDEPLOY)")
+                step = "service"
+                if plan.enable:
+                    apply.enable(target.remote)
+                    result.steps["service"] = "changed"
+            except HbdeployError as exc:
+                result.steps[step] = "failed"
+                raise exc
+
+        outcomes = _parallel(_guard(one), self.targets)
+        return [error for _, error in outcomes if error]
+
+    def restart_order(self, plans: dict[str, HostPlan]) -> list[Target]:
+        """Hosts to restart, one at a time: those holding no resources first."""
+        floating = set(self.cluster.floating_ips())
+        todo = [t for t in self.targets if plans[t.node.name].restart]
+        return sorted(todo, key=lambda t: bool(floating & plans[t.node.name].facts.ips()))
+
+    def restart_all(self, plans: dict[str, HostPlan]) -> None:
+        expected_up = {t.node.name for t in self.targets if plans[t.node.name].facts.running}
+        for target in self.restart_order(plans):
+            plan = plans[target.node.name]
+            verb = "restarting" if plan.facts.running else "starting"
+            self.say(target, f"{verb} heartbeat")
+            apply.restart(target.remote)
+            self.results[target.node.name].steps["service"] = "changed"
+            expected_up.add(target.node.name)
+            try:
+                self.wait_healthy(target, expected_up - {target.node.name})
+            except RemoteError as exc:
+                self.results[target.node.name].steps["service"] = "failed"
+                self.roll_back(target, plan, exc)
+                raise DeployError(f"{target.host}: heartbeat did not come up healthy "
+                                  f"({exc}); previous files restored, rollout stopped "
+                                  "before the next host") from None
+
+    def wait_healthy(self, target: Target, peers: set[str]) -> None:
+        t = self.cluster.timings
+        peers_sorted = sorted(peers)
+        deadline = (t.initdead.ms if not peers else 2 * t.deadtime.ms) / 1000 + 15
+
+        def healthy() -> bool:
+            up, statuses, _ = apply.health(target.remote, peers_sorted)
+            return up and all(statuses.get(p) == "active" for p in peers_sorted)
+
+        apply.wait_until(f"{target.host}: heartbeat up and peers "
+                         f"{', '.join(peers_sorted) or '(none yet)'} active", healthy, deadline)
+        self.say(target, "heartbeat up" + (f", sees {', '.join(peers_sorted)} active"
+                                           if peers_sorted else ""))
+
+    def roll_back(self, target: Target, plan: HostPlan, reason: Exception) -> None:
+        lines = apply.journal(target.remote)
+        self.say(target, f"FAILED: {reason}")
+        for line in lines.splitlines():
+            self.out(f"[{target.host}]   journal: {line}")
+        if plan.changed_files:
+            restored = apply.restore(target.remote, plan.changed_files, self.stamp)
+            self.say(target, f"restored the previous {', '.join(restored)}; restarting")
+            try:
+                apply.restart(target.remote)
+            except RemoteError as exc:
+                self.say(target, f"restart with the previous files failed too: {exc}")
+
+    # -- verify ---------------------------------------------------------------------------------
+    def verify(self) -> list[str]:
+        """Each floating IP held by exactly one node and answering from a peer."""
+        floating = list(self.cluster.floating_ips())
+        names = [t.node.name for t in self.targets]
+        t = self.cluster.timings
+        deadline = (t.initdead.ms + t.deadtime.ms) / 1000 + 15
+        problems: list[str] = []
+
+        def placed() -> dict[str, list[str]] | None:
+            views = _parallel(lambda tg: apply.health(tg.remote, [n for n in names
+                                                                  if n != tg.node.name]),
+                              self.targets)
+            holders: dict[str, list[str]] = {ip: [] for ip in floating}
+            for target, (up, statuses, addrs) in zip(self.targets, views, strict=True):
+                self.results[target.node.name].holds = sorted(set(floating) & addrs)
+                if not up or any(s != "active" for s in statuses.values()):
+                    return None
+                for ip in floating:
+                    if ip in addrs:
+                        holders[ip].append(target.node.name)
+            return holders if all(len(h) == 1 for h in holders.values()) else None
+
+        try:
+            holders = apply.wait_until("every node active and each floating IP held once",
+                                       placed, deadline)
+        except RemoteError as exc:
+            return [str(exc)]
+        for ip, (holder,) in holders.items():
+            probe = next((tg for tg in self.targets if tg.node.name != holder), None)
+            if probe is None:
+                continue
+            code, _, _ = probe.remote.run(f"ping -c 1 -W 2 {ip}", check=False, timeout=30)
+            if code != 0:
+                problems.append(f"floating IP {ip} (on {holder}) does not answer ping from "
+                                f"{probe.node.name}")
+        return problems
+
+
+def deploy_cluster(cluster: Cluster, connections: Sequence[Connection], *, check: bool = False,
+                   out: Output = print, verbose: bool = False) -> Recap:
+    """Deploy ``cluster`` to ``connections``; raises DeployError when pre-flight fails."""
+    targets = match_targets(cluster, connections)
+    run = Deployment(cluster, targets, out, verbose)
+    plans = run.gather()
+    if check:
+        run.show(plans)
+        return Recap(list(run.results.values()))
+    recap = Recap(list(run.results.values()))
+    errors = run.prepare(plans)
+    if errors:
+        recap.failed = True
+        recap.messages += errors
+        return recap
+    try:
+        run.restart_all(plans)
+    except DeployError as exc:
+        recap.failed = True
+        recap.messages.append(str(exc))
+        return recap
+    problems = run.verify()
+    if problems:
+        recap.failed = True
+        recap.messages += problems
+    return recap

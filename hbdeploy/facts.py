@@ -1,0 +1,126 @@
+"""Facts: what a host has, gathered by ONE remote command per host, changing nothing."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+
+from .firewall import CHAIN
+from .remote import Remote
+from .render import FILES
+
+MANAGED_DIR = "/etc/ha.d"
+
+# POSIX sh; every section prints "key<TAB>value" lines. It only reads.
+PROBE = r"""
+LC_ALL=C; export LC_ALL
+p() { printf '%s\t%s\n' "$1" "$2"; }
+p uname "$(uname -n)"
+if [ -r /etc/os-release ]; then . /etc/os-release; p os_id "$ID"; p os_like "$ID_LIKE"; p os_version "$VERSION_ID"; fi
+if [ -d /run/systemd/system ]; then p init systemd; else p init other; fi
+if command -v dpkg-query >/dev/null 2>&1; then
+  p pkg_tool apt
+  p pkg_version "$(dpkg-query -W -f '${Status} ${Version}' heartbeat 2>/dev/null | sed -n 's/^install ok installed //p')"
+elif command -v rpm >/dev/null 2>&1; then
+  if command -v dnf >/dev/null 2>&1; then p pkg_tool dnf; else p pkg_tool yum; fi
+  p pkg_version "$(rpm -q --qf '%{VERSION}-%{RELEASE}' heartbeat 2>/dev/null | grep -v 'not installed')"
+else p pkg_tool none; fi
+for f in ha.cf haresources authkeys; do
+  if [ -f /etc/ha.d/$f ]; then p "sha_$f" "$(sha256sum /etc/ha.d/$f | cut -d' ' -f1)"; p "mode_$f" "$(stat -c '%a %U' /etc/ha.d/$f)"; fi
+done
+p hb_active "$(systemctl is-active heartbeat 2>/dev/null)"
+p hb_enabled "$(systemctl is-enabled heartbeat 2>/dev/null)"
+p hb_pid "$(systemctl show -p MainPID --value heartbeat 2>/dev/null)"
+ip -o -4 addr show 2>/dev/null | while read -r _ dev _ addr _; do p addr "$dev ${addr%/*}"; done
+ip -o link show 2>/dev/null | while read -r _ dev _; do dev=${dev%:}; p link "${dev%%@*}"; done
+if command -v ufw >/dev/null 2>&1 && ufw status 2>/dev/null | grep -q 'Status: active'; then p fw_active ufw; fi
+if command -v firewall-cmd >/dev/null 2>&1 && firewall-cmd --state >/dev/null 2>&1; then p fw_active firewalld; fi
+command -v iptables >/dev/null 2>&1 && p fw_tool iptables
+command -v iptables-restore >/dev/null 2>&1 && p fw_tool iptables-restore
+command -v nft >/dev/null 2>&1 && p fw_tool nft
+if command -v iptables >/dev/null 2>&1; then
+  iptables -w -S __CHAIN__ 2>/dev/null | while read -r line; do p fw_rule "$line"; done
+  iptables -w -C INPUT -j __CHAIN__ 2>/dev/null && p fw_jump yes
+  p fw_policy "$(iptables -w -S INPUT 2>/dev/null | sed -n 's/^-P INPUT //p')"
+fi
+[ -f /etc/systemd/system/hbdeploy-firewall.service ] && p fw_unit "$(systemctl is-enabled hbdeploy-firewall 2>/dev/null)"
+[ -f /usr/local/sbin/hbdeploy-firewall ] && p fw_script "$(sha256sum /usr/local/sbin/hbdeploy-firewall | cut -d' ' -f1)"
+true
+""".replace("__CHAIN__", CHAIN)
+
+
+@dataclass
+class HostFacts:
+    """What one host has right now."""
+
+    uname: str = ""
+    os_id: str = ""
+    os_like: str = ""
+    os_version: str = ""
+    init: str = ""
+    pkg_tool: str = ""
+    pkg_version: str = ""
+    checksums: dict[str, str] = field(default_factory=dict)
+    modes: dict[str, str] = field(default_factory=dict)
+    hb_active: str = ""
+    hb_enabled: str = ""
+    hb_pid: int = 0
+    addresses: list[tuple[str, str]] = field(default_factory=list)  # (interface, ip)
+    links: list[str] = field(default_factory=list)
+    fw_active: list[str] = field(default_factory=list)
+    fw_tools: list[str] = field(default_factory=list)
+    fw_rules: list[str] = field(default_factory=list)
+    fw_jump: bool = False
+    fw_policy: str = ""
+    fw_unit: str = ""
+    fw_script: str = ""
+
+    @property
+    def installed(self) -> bool:
+        return bool(self.pkg_version)
+
+    @property
+    def running(self) -> bool:
+        return self.hb_active == "active"
+
+    def ips(self) -> set[str]:
+        return {ip for _, ip in self.addresses}
+
+    def to_json(self) -> str:
+        return json.dumps(self.__dict__, sort_keys=True)
+
+
+def parse(output: str) -> HostFacts:
+    facts = HostFacts()
+    for line in output.splitlines():
+        key, sep, value = line.partition("\t")
+        if not sep:
+            continue
+        if key.startswith("sha_") and key[4:] in FILES:
+            facts.checksums[key[4:]] = value
+        elif key.startswith("mode_") and key[5:] in FILES:
+            facts.modes[key[5:]] = value
+        elif key == "addr":
+            dev, _, ip = value.partition(" ")
+            facts.addresses.append((dev, ip))
+        elif key == "link":
+            facts.links.append(value)
+        elif key == "fw_active":
+            facts.fw_active.append(value)
+        elif key == "fw_tool":
+            facts.fw_tools.append(value)
+        elif key == "fw_rule":
+            facts.fw_rules.append(value)
+        elif key == "fw_jump":
+            facts.fw_jump = True
+        elif key == "hb_pid":
+            facts.hb_pid = int(value) if value.isdigit() else 0
+        elif key in HostFacts.__dataclass_fields__:
+            setattr(facts, key, value)
+    return facts
+
+
+def gather(remote: Remote) -> HostFacts:
+    """Run the probe on ``remote`` (as root: authkeys and iptables need it)."""
+    _, out, _ = remote.run(PROBE, timeout=60)
+    return parse(out)

@@ -1,0 +1,112 @@
+"""Plan: from a host's facts and its rendered files, what must change — or why it must not.
+
+Pre-flight problems (wrong name, unsupported OS, missing interface or address) are found
+here for every host before any host is changed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+
+from . import firewall
+from .facts import HostFacts
+from .model import DEBIAN_IPFAIL, Cluster, Node
+from .render import RenderedFile, render_node
+
+APT_FAMILY = ("debian", "ubuntu")
+RHEL_FAMILY = ("rhel", "centos", "rocky", "almalinux", "fedora", "ol")
+RHEL_IPFAIL = "/usr/lib64/heartbeat/ipfail"
+
+
+def sha256(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def os_family(facts: HostFacts) -> str | None:
+    """``apt``, ``rpm`` or None (unsupported)."""
+    ids = {facts.os_id, *facts.os_like.split()}
+    if ids & set(APT_FAMILY):
+        return "apt"
+    if ids & set(RHEL_FAMILY):
+        return "rpm"
+    return None
+
+
+@dataclass
+class HostPlan:
+    """What one host gets."""
+
+    host: str
+    node: Node
+    facts: HostFacts
+    files: dict[str, RenderedFile]
+    changed_files: list[str] = field(default_factory=list)
+    install: bool = False
+    firewall: bool = False
+    firewall_script: str = ""
+    enable: bool = False
+
+    @property
+    def restart(self) -> bool:
+        """Restart only when a file changed, or start when heartbeat is not running."""
+        return bool(self.changed_files) or not self.facts.running
+
+    @property
+    def changes_anything(self) -> bool:
+        return bool(self.install or self.changed_files or self.firewall or self.enable
+                    or self.restart)
+
+
+def preflight(host: str, node: Node, facts: HostFacts, cluster: Cluster) -> list[str]:
+    """Every reason this host must not be changed; empty when it may."""
+    problems = []
+    if facts.uname != node.name:
+        problems.append(
+            f"{host}: `uname -n` prints {facts.uname!r} but the cluster file names this node "
+            f"{node.name!r} (heartbeat matches nodes by that name). Fix one: rename the node "
+            f"to {facts.uname!r} in the cluster file, or run `hostnamectl set-hostname "
+            f"{node.name}` on the host")
+    family = os_family(facts)
+    if family is None:
+        problems.append(f"{host}: unsupported OS {facts.os_id or 'unknown'} "
+                        f"{facts.os_version}; hbdeploy supports Debian/Ubuntu (apt) and the "
+                        "RHEL family (dnf/yum, where a repository offers heartbeat)")
+    if facts.init != "systemd":
+        problems.append(f"{host}: the init system is not systemd; hbdeploy needs systemd to "
+                        "enable and restart heartbeat")
+    if node.interface not in facts.links:
+        problems.append(f"{host}: interface {node.interface!r} (nodes.{node.name}.interface or "
+                        f"interface) does not exist there; it has {', '.join(facts.links)}")
+    if node.ip not in facts.ips():
+        problems.append(f"{host}: the node's address {node.ip} is not on any of its "
+                        f"interfaces (it has {', '.join(sorted(facts.ips())) or 'none'})")
+    if cluster.firewall.enabled:
+        if facts.fw_active:
+            problems.append(f"{host}: {facts.fw_active[0]} is active; hbdeploy drives iptables "
+                            f"only so far: open udp/{cluster.udpport} from the peers yourself "
+                            "and set firewall: false")
+        elif "iptables" not in facts.fw_tools or "iptables-restore" not in facts.fw_tools:
+            problems.append(f"{host}: iptables is not installed; install it or set "
+                            "firewall: false")
+    return problems
+
+
+def plan_host(host: str, node: Node, facts: HostFacts, cluster: Cluster) -> HostPlan:
+    """What ``host`` needs so that it matches the cluster file."""
+    ipfail = RHEL_IPFAIL if os_family(facts) == "rpm" else DEBIAN_IPFAIL
+    files = render_node(cluster, node.name, ipfail_path=ipfail)
+    plan = HostPlan(host, node, facts, files)
+    plan.install = not facts.installed
+    for name, rendered in files.items():
+        wanted_mode = f"{rendered.mode:o} root"
+        if (facts.checksums.get(name) != sha256(rendered.content)
+                or facts.modes.get(name) != wanted_mode):
+            plan.changed_files.append(name)
+    if cluster.firewall.enabled:
+        plan.firewall_script = firewall.script(cluster, node)
+        plan.firewall = (
+            facts.fw_script != sha256(plan.firewall_script) or facts.fw_unit != "enabled"
+            or not firewall.in_place(cluster, node, facts.fw_rules, facts.fw_jump))
+    plan.enable = facts.hb_enabled != "enabled"
+    return plan

@@ -1,0 +1,121 @@
+"""A host reached over SSH with its host key verified, and the few things we do on it.
+
+Fabric's Connection accepts any host key by default (AutoAddPolicy); hbdeploy does not:
+:func:`verify_host_keys` loads the known_hosts files (the ssh_config's UserKnownHostsFile,
+else ~/.ssh/known_hosts and the system's) and rejects unknown or changed keys.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import os
+import shlex
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import paramiko
+from fabric import Connection
+from invoke.exceptions import UnexpectedExit
+
+from .errors import HbdeployError
+
+DEFAULT_KNOWN_HOSTS = ("~/.ssh/known_hosts", "~/.ssh/known_hosts2")
+
+
+class RemoteError(HbdeployError):
+    """A command or transfer on a host failed."""
+
+
+def verify_host_keys(connection: Connection) -> Connection:
+    """Make ``connection`` refuse unknown and changed host keys (before it opens)."""
+    client = connection.client
+    client.set_missing_host_key_policy(paramiko.RejectPolicy())
+    files = connection.ssh_config.get("userknownhostsfile")
+    if files:
+        paths = [Path(os.path.expanduser(p)) for p in str(files).split() if p != "/dev/null"]
+    else:
+        paths = [Path(os.path.expanduser(p)) for p in DEFAULT_KNOWN_HOSTS]
+        with contextlib.suppress(OSError):
+            client.load_system_host_keys()
+    for path in paths:
+        if path.is_file():
+            client.get_host_keys().load(str(path))
+    return connection
+
+
+@dataclass
+class Remote:
+    """One host: runs commands (as root, through sudo when needed) and writes files."""
+
+    connection: Connection
+    label: str
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    @property
+    def is_root(self) -> bool:
+        return self.connection.user == "root"
+
+    def run(self, command: str, *, check: bool = True, stdin: str | None = None,
+            timeout: float | None = 300) -> tuple[int, str, str]:
+        """Run ``command`` as root; (exit code, stdout, stderr). RemoteError when it fails."""
+        command = f"sh -c {shlex.quote(command)}"  # one shell, as root, for sudo too
+        kwargs = {"hide": True, "warn": True, "timeout": timeout,
+                  "in_stream": io.StringIO(stdin) if stdin is not None else False}
+        try:
+            if self.is_root:
+                result = self.connection.run(command, **kwargs)
+            else:
+                result = self.connection.sudo(command, **kwargs)
+        except UnexpectedExit as exc:  # only with warn=False; kept for safety
+            result = exc.result
+        except (OSError, paramiko.SSHException, EOFError) as exc:
+            raise RemoteError(f"{self.label}: {describe_ssh_error(exc)}") from None
+        if check and result.exited != 0:
+            detail = (result.stderr or result.stdout).strip().splitlines()[-5:]
+            first = command.strip().splitlines()[0][:80]
+            raise RemoteError(f"{self.label}: `{first}` exited {result.exited}: "
+                              + " | ".join(detail))
+        return result.exited, result.stdout, result.stderr
+
+    def write_file(self, path: str, content: str, mode: int) -> None:
+        """Write ``content`` to ``path`` atomically (temporary file, then rename), owner root."""
+        folder, name = os.path.split(path)
+        tmp = f"{folder}/.{name}.hbdeploy-new"
+        if self.is_root:
+            sftp = self.connection.sftp()
+            with sftp.open(tmp, "w") as handle:
+                handle.chmod(mode)  # before any byte is written: authkeys is never readable
+                handle.write(content.encode())
+                handle.flush()
+            self.run(f"chown root:root {shlex.quote(tmp)} && sync {shlex.quote(tmp)} "
+                     f"&& mv -f {shlex.quote(tmp)} {shlex.quote(path)}")
+            return
+        staged = f".hbdeploy-{name}.{os.getpid()}"
+        sftp = self.connection.sftp()
+        with sftp.open(staged, "w") as handle:
+            handle.chmod(0o600)
+            handle.write(content.encode())
+        home = self.connection.run("pwd", hide=True).stdout.strip()
+        src = shlex.quote(f"{home}/{staged}")
+        self.run(f"install -o root -g root -m {mode:04o} {src} {shlex.quote(tmp)} && "
+                 f"rm -f {src} && mv -f {shlex.quote(tmp)} {shlex.quote(path)}")
+
+    def close(self) -> None:
+        self.connection.close()
+
+
+def describe_ssh_error(exc: BaseException) -> str:
+    """A one-line reason for an SSH failure, with the fix for a host key problem."""
+    if isinstance(exc, paramiko.BadHostKeyException):
+        return ("the host key does not match known_hosts (possible man-in-the-middle, or a "
+                "reinstalled server): check it, then update known_hosts")
+    if isinstance(exc, paramiko.SSHException) and "not found in known_hosts" in str(exc):
+        return ("unknown host key: add the host to known_hosts (ssh-keyscan, after checking "
+                "its fingerprint) or give -S with an ssh_config naming a UserKnownHostsFile")
+    if isinstance(exc, paramiko.AuthenticationException):
+        return f"authentication failed ({exc}); give a key with -i or check the user"
+    if isinstance(exc, TimeoutError | OSError):
+        return f"unreachable: {exc.strerror or exc}" if isinstance(exc, OSError) else str(exc)
+    return f"ssh error: {exc}"
