@@ -285,10 +285,19 @@ class Deployment:
                 for ip in floating:
                     if ip in addrs:
                         holders[ip].append(target.node.name)
-            return holders if all(len(h) == 1 for h in holders.values()) else None
+            if not all(len(h) == 1 for h in holders.values()):
+                return None
+            # With auto_failback on, a group returns to its preferred node when it is up.
+            if self.cluster.auto_failback == "on" and any(
+                    holders[ip] != [group.node] for group in self.cluster.groups
+                    if group.node in names for ip in group.floating_ips()):
+                return None
+            return holders
 
         try:
-            holders = apply.wait_until("every node active and each floating IP held once",
+            holders = apply.wait_until("every node active and each floating IP held once"
+                                       + (" by its preferred node" if
+                                          self.cluster.auto_failback == "on" else ""),
                                        placed, deadline)
         except RemoteError as exc:
             return [str(exc)]

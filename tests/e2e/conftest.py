@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import subprocess
-from collections.abc import Iterator
+import sys
+import time
+import urllib.request
+from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import pytest
 
@@ -20,6 +24,7 @@ def report(message: str) -> None:
 def lab() -> Iterator[Lab]:
     lab = Lab(report=report)
     try:
+        lab.down()  # whatever an earlier run left: every session starts from bare nodes
         lab.up(nodes=LAB_NODES)
     except Exception as exc:  # the reason must reach the test report
         pytest.fail(f"the lab could not start: {exc}", pytrace=False)
@@ -37,3 +42,51 @@ def ssh(lab: Lab, node: str, command: str, check: bool = True,
     if check and result.returncode != 0:
         raise AssertionError(f"{node}: {command!r} failed: {result.stderr.strip()}")
     return result
+
+
+ROOT = Path(__file__).resolve().parents[2]
+LAB_CLUSTER = ROOT / "examples" / "lab.yml"
+FLOATING_IP = "10.213.0.100"
+
+
+def cli(lab: Lab, *args: str, tool: str = "hbdeploy", hosts: str | None = "haproxy1,haproxy2",
+        cluster: Path = LAB_CLUSTER, timeout: float = 600) -> subprocess.CompletedProcess[str]:
+    """Run `hbdeploy` or `fab` (from the repository, so fab finds fabfile.py) on the lab."""
+    exe = str(Path(sys.executable).parent / tool)
+    argv = [exe, "-S", str(lab.ssh_config_path)]
+    if hosts:
+        argv += ["-H", hosts]
+    argv += list(args)
+    if args and args[0] in ("deploy", "firewall.remove"):
+        argv += ["--cluster", str(cluster)]
+    return subprocess.run(argv, cwd=ROOT, capture_output=True, text=True, timeout=timeout,
+                          check=False)
+
+
+def http_name(ip: str, timeout: float = 1) -> str | None:
+    """The name of the node answering HTTP on ``ip``, or None."""
+    try:
+        with urllib.request.urlopen(f"http://{ip}/", timeout=timeout) as response:
+            return response.read().decode().strip()
+    except OSError:
+        return None
+
+
+def poll(test: Callable[[], object], deadline: float, interval: float = 0.1) -> float:
+    """Seconds until ``test()`` is truthy; AssertionError after ``deadline`` seconds."""
+    start = time.monotonic()
+    while not test():
+        if time.monotonic() - start > deadline:
+            raise AssertionError(f"not within {deadline}s")
+        time.sleep(interval)
+    return time.monotonic() - start
+
+
+def observe(test: Callable[[], object], seconds: float, interval: float = 0.2) -> int:
+    """Check ``test()`` again and again for ``seconds``: it must hold every time."""
+    end, checks = time.monotonic() + seconds, 0
+    while time.monotonic() < end:
+        assert test(), f"stopped holding after {checks} checks"
+        checks += 1
+        time.sleep(interval)
+    return checks

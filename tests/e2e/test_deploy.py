@@ -1,0 +1,213 @@
+"""deploy end to end: bare lab nodes to a heartbeat cluster, idempotence, --check, pre-flight,
+firewall under INPUT DROP, failover."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from hbdeploy.lab import Lab
+
+from .conftest import FLOATING_IP, LAB_CLUSTER, cli, http_name, observe, poll, ssh
+
+NODES = ("haproxy1", "haproxy2")
+STATE = ("stat -c '%n %U %a %Y' /etc/ha.d/ha.cf /etc/ha.d/haresources /etc/ha.d/authkeys; "
+         "systemctl show -p MainPID --value heartbeat")
+
+
+def state(lab: Lab, node: str) -> str:
+    """Files (owner, mode, mtime) and heartbeat's PID: changes when anything is touched."""
+    return ssh(lab, node, STATE).stdout
+
+
+def variant(tmp_path: Path, old: str, new: str) -> Path:
+    text = LAB_CLUSTER.read_text()
+    assert old in text
+    path = tmp_path / "cluster.yml"
+    path.write_text(text.replace(old, new))
+    return path
+
+
+@pytest.fixture(scope="module")
+def deployed(lab: Lab) -> Lab:
+    """haproxy1 and haproxy2 deployed from bare nodes with examples/lab.yml."""
+    for node in NODES:
+        assert ssh(lab, node, "dpkg -s heartbeat", check=False).returncode != 0
+    result = cli(lab, "deploy")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "lab-only-not-a-secret" not in result.stdout + result.stderr
+    return lab
+
+
+def test_fresh_deploy_serves_the_floating_ip(deployed: Lab) -> None:
+    lab = deployed
+    assert http_name(FLOATING_IP) == "haproxy1"
+    assert ssh(lab, "haproxy2", f"ping -c1 -W2 {FLOATING_IP}", check=False).returncode == 0
+    for node in NODES:
+        modes = ssh(lab, node, "stat -c '%n %U %G %a' /etc/ha.d/ha.cf /etc/ha.d/haresources "
+                               "/etc/ha.d/authkeys").stdout.split("\n")
+        assert modes[:3] == ["/etc/ha.d/ha.cf root root 644",
+                             "/etc/ha.d/haresources root root 644",
+                             "/etc/ha.d/authkeys root root 600"]
+        assert ssh(lab, node, "systemctl is-enabled heartbeat").stdout.strip() == "enabled"
+        rules = ssh(lab, node, "iptables -S HBDEPLOY").stdout
+        peer = "10.213.0.12" if node == "haproxy1" else "10.213.0.11"
+        assert f"-A HBDEPLOY -s {peer}/32 -p udp -m udp --dport 694 -j ACCEPT" in rules
+        assert f"-A HBDEPLOY -d {FLOATING_IP}/32 -j ACCEPT" in rules
+        assert "-A INPUT -j HBDEPLOY" in ssh(lab, node, "iptables -S INPUT").stdout
+        assert "ucast eth0" in ssh(lab, node, "cat /etc/ha.d/ha.cf").stdout
+
+
+def test_redeploy_changes_nothing(deployed: Lab) -> None:
+    lab = deployed
+    before = {n: state(lab, n) for n in NODES}
+    result = cli(lab, "deploy", tool="fab")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "unchanged: nothing to do on 2 host(s)" in result.stdout
+    assert "changed" not in result.stdout.replace("unchanged", "")
+    assert {n: state(lab, n) for n in NODES} == before
+
+
+def test_check_shows_the_diff_and_changes_nothing_then_deploy_applies(
+        deployed: Lab, tmp_path: Path) -> None:
+    lab = deployed
+    faster = variant(tmp_path, "keepalive: 1", "keepalive: 500ms")
+    before = {n: state(lab, n) for n in NODES}
+    result = cli(lab, "deploy", "--check", cluster=faster)
+    assert result.returncode == 0, result.stderr
+    assert "[haproxy1]   -keepalive 1" in result.stdout
+    assert "[haproxy2]   +keepalive 500ms" in result.stdout
+    assert "would restart heartbeat" in result.stdout
+    assert {n: state(lab, n) for n in NODES} == before
+    result = cli(lab, "deploy", cluster=faster)
+    assert result.returncode == 0, result.stdout + result.stderr
+    for node in NODES:
+        assert "keepalive 500ms" in ssh(lab, node, "cat /etc/ha.d/ha.cf").stdout
+    assert http_name(FLOATING_IP) == "haproxy1"
+    assert cli(lab, "deploy").returncode == 0  # back to examples/lab.yml
+
+
+def test_hostname_mismatch_stops_before_any_change(deployed: Lab, tmp_path: Path) -> None:
+    lab = deployed
+    changed = variant(tmp_path, "warntime: 3", "warntime: 4")
+    before = {n: state(lab, n) for n in NODES}
+    ssh(lab, "haproxy2", "hostname lb-renamed")
+    try:
+        result = cli(lab, "deploy", cluster=changed)
+    finally:
+        ssh(lab, "haproxy2", "hostname haproxy2")
+    assert result.returncode != 0
+    assert "Traceback" not in result.stderr
+    assert "`uname -n` prints 'lb-renamed'" in result.stderr
+    assert "hostnamectl set-hostname haproxy2" in result.stderr
+    assert "no host was changed" in result.stderr
+    assert {n: state(lab, n) for n in NODES} == before
+
+
+def test_unreachable_host_stops_before_any_change(deployed: Lab, tmp_path: Path) -> None:
+    lab = deployed
+    changed = variant(tmp_path, "warntime: 3", "warntime: 4")
+    before = state(lab, "haproxy1")
+    lab.cut("haproxy2")
+    try:
+        result = cli(lab, "deploy", cluster=changed, timeout=120)
+    finally:
+        lab.heal("haproxy2")
+    assert result.returncode != 0
+    assert "haproxy2" in result.stderr and "no host was changed" in result.stderr
+    assert state(lab, "haproxy1") == before
+
+
+def test_unknown_host_key_is_refused(deployed: Lab, tmp_path: Path) -> None:
+    lab = deployed
+    config = tmp_path / "ssh_config"
+    empty = tmp_path / "known_hosts"
+    empty.write_text("")
+    config.write_text(lab.ssh_config_path.read_text().replace(str(lab.known_hosts_path),
+                                                              str(empty)))
+    before = state(lab, "haproxy1")
+    result = subprocess.run(
+        [str(Path(sys.executable).parent / "hbdeploy"), "-S", str(config), "-H",
+         "haproxy1,haproxy2", "deploy", "--cluster", str(variant(tmp_path, "warntime: 3",
+                                                                     "warntime: 4"))],
+        capture_output=True, text=True, timeout=120, check=False)
+    assert result.returncode != 0
+    assert "unknown host key" in result.stderr
+    assert state(lab, "haproxy1") == before
+
+
+def hb_links_up(lab: Lab, node: str, peer: str) -> bool:
+    return ssh(lab, node, f"cl_status nodestatus {peer}", check=False).stdout.strip() == "active"
+
+
+def test_firewall_under_input_drop(deployed: Lab) -> None:
+    lab = deployed
+    lockdown = ("iptables -A INPUT -i lo -j ACCEPT && iptables -A INPUT -p tcp --dport 22 -j ACCEPT"
+                " && iptables -A INPUT -m conntrack --ctstate ESTABLISHED,RELATED -j ACCEPT"
+                " && iptables -P INPUT DROP")
+    for node in NODES:
+        ssh(lab, node, lockdown)
+    try:
+        # Without hbdeploy's rules the heartbeat links die under INPUT DROP ...
+        removed = cli(lab, "firewall.remove")
+        assert removed.returncode == 0, removed.stderr
+        assert "firewall rules removed" in removed.stdout
+        for node in NODES:
+            assert ssh(lab, node, "iptables -S HBDEPLOY", check=False).returncode != 0
+        poll(lambda: not hb_links_up(lab, "haproxy2", "haproxy1"), 30)
+        # ... and come back only with them.
+        result = cli(lab, "deploy")
+        assert result.returncode == 0, result.stdout + result.stderr
+        poll(lambda: hb_links_up(lab, "haproxy2", "haproxy1")
+             and hb_links_up(lab, "haproxy1", "haproxy2"), 30)
+        rules = {n: ssh(lab, n, "iptables -S").stdout for n in NODES}
+        again = cli(lab, "deploy")
+        assert again.returncode == 0, again.stderr
+        assert {n: ssh(lab, n, "iptables -S").stdout for n in NODES} == rules
+        assert rules["haproxy1"].count("-A INPUT -j HBDEPLOY") == 1
+        # The rules survive a reboot through hbdeploy-firewall.service.
+        assert ssh(lab, "haproxy1", "systemctl is-enabled hbdeploy-firewall").stdout.strip() \
+            == "enabled"
+    finally:
+        for node in NODES:
+            ssh(lab, node, "iptables -P INPUT ACCEPT && iptables -D INPUT -i lo -j ACCEPT && "
+                           "iptables -D INPUT -p tcp --dport 22 -j ACCEPT && iptables -D INPUT "
+                           "-m conntrack --ctstate ESTABLISHED,RELATED -j ACCEPT", check=False)
+    assert cli(lab, "deploy").returncode == 0
+
+
+def test_failover_on_cut_and_failback_on_heal(deployed: Lab) -> None:
+    lab = deployed
+    poll(lambda: http_name(FLOATING_IP) == "haproxy1", 60)
+    cut_at = time.monotonic()
+    lab.cut("haproxy1")
+    try:
+        poll(lambda: http_name(FLOATING_IP, timeout=0.3) == "haproxy2", 30, interval=0.05)
+        took = time.monotonic() - cut_at
+    finally:
+        lab.heal("haproxy1")
+    assert took <= 5 + 2, f"failover took {took:.1f}s, deadtime is 5s"
+    poll(lambda: http_name(FLOATING_IP) == "haproxy1", 60)  # auto_failback on
+
+
+def test_failover_stays_on_spare_with_auto_failback_off(deployed: Lab, tmp_path: Path) -> None:
+    lab = deployed
+    off = variant(tmp_path, "auto_failback: on", "auto_failback: off")
+    result = cli(lab, "deploy", cluster=off)
+    assert result.returncode == 0, result.stdout + result.stderr
+    poll(lambda: http_name(FLOATING_IP) in NODES, 60)
+    holder = http_name(FLOATING_IP)
+    spare = next(n for n in NODES if n != holder)
+    lab.cut(holder)
+    try:
+        poll(lambda: http_name(FLOATING_IP, timeout=0.3) == spare, 30, interval=0.05)
+    finally:
+        lab.heal(holder)
+    # The healed node sees its peer again and never takes the group back (for 3 deadtimes).
+    poll(lambda: hb_links_up(lab, holder, spare), 60)
+    observe(lambda: http_name(FLOATING_IP, timeout=0.5) != holder, 15)
+    assert cli(lab, "deploy").returncode == 0
