@@ -5,6 +5,7 @@ restart (one at a time) and verify. Usable without Fabric's CLI: give it connect
 from __future__ import annotations
 
 import difflib
+import threading
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -117,7 +118,13 @@ class Deployment:
                  verbose: bool = False) -> None:
         self.cluster = cluster
         self.targets = targets
-        self.out = out
+        lock = threading.Lock()
+
+        def locked_out(line: str) -> None:  # hosts work in parallel: one line at a time
+            with lock:
+                out(line)
+
+        self.out = locked_out
         self.verbose = verbose
         self.results = {t.node.name: HostResult(t.host, t.node.name) for t in targets}
         self.stamp = time.strftime("%Y%m%dT%H%M%S")

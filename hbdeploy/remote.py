@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import paramiko
-from fabric import Connection
+from fabric import Config, Connection
 from invoke.exceptions import UnexpectedExit
 
 from .errors import HbdeployError
@@ -43,6 +43,14 @@ def verify_host_keys(connection: Connection) -> Connection:
         if path.is_file():
             client.get_host_keys().load(str(path))
     return connection
+
+
+def connections(hosts: list[str], ssh_config: str | os.PathLike[str] | None = None
+                ) -> list[Connection]:
+    """Fabric connections to ``hosts`` outside Fabric's CLI, with an optional ssh_config."""
+    config = Config(runtime_ssh_path=str(ssh_config) if ssh_config else None)
+    config.load_ssh_config()
+    return [Connection(host, config=config) for host in hosts]
 
 
 @dataclass

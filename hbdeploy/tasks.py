@@ -113,9 +113,10 @@ def firewall_remove(c: Context, cluster: str | None = None) -> None:
 
 
 def _build_namespace() -> Collection:
+    from .lab.tasks import demo
     from .lab.tasks import namespace as lab_namespace
 
-    return Collection(check, render, deploy, Collection("firewall", firewall_remove),
+    return Collection(check, render, deploy, demo, Collection("firewall", firewall_remove),
                       lab_namespace)
 
 

@@ -93,4 +93,15 @@ def start(c: Context, node: str) -> None:
     print(f"lab: {node} started")
 
 
+@task(help={"cluster": "cluster file for the lab (default examples/lab.yml)"})
+@reports_errors
+def demo(c: Context, cluster: str | None = None) -> None:
+    """Lab up, deploy examples/lab.yml, show status, run a failover drill and time it."""
+    from pathlib import Path
+
+    from .demo import EXAMPLE, run_demo
+
+    run_demo(Path(cluster) if cluster else EXAMPLE)
+
+
 namespace = Collection("lab", up, down, status, ssh_config, cut, heal, kill, start)

@@ -1,0 +1,1 @@
+"""Example cluster files (shipped as hbdeploy.examples; lab.yml drives `hbdeploy demo`)."""

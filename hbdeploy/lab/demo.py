@@ -1,0 +1,74 @@
+"""`hbdeploy demo`: lab up, deploy examples/lab.yml, status, a failover drill with timings."""
+
+from __future__ import annotations
+
+import time
+import urllib.request
+from collections.abc import Callable
+from importlib import resources
+from pathlib import Path
+
+from .. import config
+from ..deploy import deploy_cluster
+from ..remote import connections
+from .lab import Lab
+from .sh import LabError
+
+EXAMPLE = Path(str(resources.files("hbdeploy.examples").joinpath("lab.yml")))
+
+
+def http_name(ip: str, timeout: float = 0.3) -> str | None:
+    """The node answering HTTP on ``ip`` (the lab's probe server), or None."""
+    try:
+        with urllib.request.urlopen(f"http://{ip}/", timeout=timeout) as response:
+            return response.read().decode().strip()
+    except OSError:
+        return None
+
+
+def wait_for(test: Callable[[], bool], deadline: float, what: str) -> float:
+    start = time.monotonic()
+    while not test():
+        if time.monotonic() - start > deadline:
+            raise LabError(f"{what}: not within {deadline:.0f}s")
+        time.sleep(0.05)
+    return time.monotonic() - start
+
+
+def run_demo(cluster_file: Path = EXAMPLE, out: Callable[[str], None] = print) -> None:
+    def step(text: str) -> None:
+        out(f"\n== {text}")
+
+    step("1/4 lab up (first run builds the node image: about a minute)")
+    lab = Lab(report=lambda m: out(f"lab: {m}"))
+    cluster = config.load_cluster(cluster_file)
+    lab.up(nodes=max(2, len(cluster.nodes)))
+    step(f"2/4 deploy {cluster_file} to {', '.join(cluster.node_names)}")
+    recap = deploy_cluster(cluster, connections(list(cluster.node_names), lab.ssh_config_path),
+                           out=out)
+    out(recap.table())
+    if recap.failed:
+        raise LabError("deploy failed: " + "; ".join(recap.messages))
+    step("3/4 status")
+    from .tasks import format_status
+
+    out(format_status(lab))
+    group = cluster.groups[0]
+    ip, primary = group.floating_ips()[0], group.node
+    step(f"4/4 failover drill: cut {primary}, measure until {ip} answers from a spare")
+    wait_for(lambda: http_name(ip) == primary, 60, f"{ip} answering from {primary}")
+    lab.cut(primary)
+    try:
+        failover = wait_for(lambda: http_name(ip) not in (None, primary), 60,
+                            f"{ip} answering from a spare")
+        spare = http_name(ip)
+        out(f"{ip} answered from {spare} {failover:.1f}s after {primary} was cut "
+            f"(deadtime {cluster.timings.deadtime})")
+    finally:
+        lab.heal(primary)
+    out(f"{primary} healed")
+    if cluster.auto_failback == "on":
+        back = wait_for(lambda: http_name(ip) == primary, 120, f"{ip} back on {primary}")
+        out(f"{ip} answered from {primary} again {back:.1f}s after the heal (auto_failback on; "
+            "heartbeat first releases the group on both sides after a partition)")
+    out("\ndone: the lab stays up (hbdeploy lab.status, lab.down when finished)")
