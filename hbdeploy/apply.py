@@ -109,6 +109,11 @@ def restart(remote: Remote) -> None:
     remote.run("systemctl restart heartbeat.service", timeout=600)
 
 
+def reload(remote: Remote, heartbeat: str) -> None:
+    """``heartbeat -r``: the running daemon re-reads ha.cf and authkeys, keeps resources."""
+    remote.run(f"{heartbeat} -r", timeout=60)
+
+
 HEALTH = r"""
 LC_ALL=C
 if cl_status hbstatus >/dev/null 2>&1; then echo "hb up"; else echo "hb down"; fi
@@ -152,4 +157,4 @@ def wait_until(what: str, test, deadline: float, interval: float = 0.5):
 
 
 __all__ = ["FILES", "apply_firewall", "enable", "health", "install", "journal", "push",
-           "remove_firewall", "restart", "restore", "wait_until"]
+           "reload", "remove_firewall", "restart", "restore", "wait_until"]

@@ -18,8 +18,8 @@ from fabric import Connection
 from invoke import Context, Exit, Task, task
 
 from . import config
-from .deploy import default_connections
 from .model import Cluster
+from .targets import default_connections
 
 
 @dataclass

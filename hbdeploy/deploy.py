@@ -15,10 +15,13 @@ from fabric import Connection
 
 from . import apply, facts
 from .errors import HbdeployError
-from .model import Cluster, Node
+from .handover import HB_STANDBY, HB_TAKEOVER, move_deadline, wait_placement
+from .model import Cluster
 from .plan import HostPlan, plan_host, preflight
-from .remote import Remote, RemoteError, verify_host_keys
+from .remote import RemoteError
 from .render import mask_authkeys
+from .status import snapshot
+from .targets import Target, match_targets
 
 Output = Callable[[str], None]
 STEPS = ("install", "files", "firewall", "service")
@@ -26,15 +29,6 @@ STEPS = ("install", "files", "firewall", "service")
 
 class DeployError(HbdeployError):
     """The deploy stopped; the message lists every reason."""
-
-
-@dataclass
-class Target:
-    """A host given on the command line (or a node's IP) and the node it is."""
-
-    host: str
-    node: Node
-    remote: Remote
 
 
 @dataclass
@@ -69,33 +63,6 @@ class Recap:
         return "\n".join(rows)
 
 
-def match_targets(cluster: Cluster, connections: Sequence[Connection]) -> list[Target]:
-    """Pair each connection with its node, by the name or address it was given as."""
-    targets, problems, seen = [], [], {}
-    for conn in connections:
-        given = conn.original_host or conn.host
-        node = next((n for n in cluster.nodes if given in (n.name, n.ip)), None) or next(
-            (n for n in cluster.nodes if conn.host == n.ip), None)
-        if node is None:
-            problems.append(f"{given}: matches no node of the cluster file by name or address "
-                            f"(nodes: {', '.join(f'{n.name} {n.ip}' for n in cluster.nodes)})")
-            continue
-        if node.name in seen:
-            problems.append(f"{given}: is node {node.name} again (already given as "
-                            f"{seen[node.name]})")
-            continue
-        seen[node.name] = given
-        targets.append(Target(given, node, Remote(verify_host_keys(conn), given)))
-    if problems:
-        raise DeployError("\n".join(problems))
-    return targets
-
-
-def default_connections(cluster: Cluster, config=None) -> list[Connection]:
-    """One connection per configured node, by its IP (deploy without -H)."""
-    return [Connection(node.ip, config=config) for node in cluster.nodes]
-
-
 def _parallel(func, items):
     with ThreadPoolExecutor(max_workers=max(1, min(16, len(items)))) as pool:
         return list(pool.map(func, items))
@@ -128,6 +95,7 @@ class Deployment:
         self.verbose = verbose
         self.results = {t.node.name: HostResult(t.host, t.node.name) for t in targets}
         self.stamp = time.strftime("%Y%m%dT%H%M%S")
+        self.plans: dict[str, HostPlan] = {}
 
     def say(self, target: Target, message: str) -> None:
         self.out(f"[{target.host}] {message}")
@@ -176,7 +144,9 @@ class Deployment:
                                  f"({len(plan.firewall_script.splitlines())} lines of script)")
             if plan.enable:
                 self.say(target, "would enable heartbeat at boot")
-            if plan.restart:
+            if plan.reload_only:
+                self.say(target, "would reload heartbeat (resources kept)")
+            elif plan.restart:
                 self.say(target, "would start heartbeat" if not plan.facts.running
                          else "would restart heartbeat")
             if not plan.changes_anything:
@@ -221,37 +191,108 @@ class Deployment:
         return [error for _, error in outcomes if error]
 
     def restart_order(self, plans: dict[str, HostPlan]) -> list[Target]:
-        """Hosts to restart, one at a time: those holding no resources first."""
+        """Hosts to reload or restart, one at a time: running nodes holding nothing, then
+        running nodes holding resources, then nodes not running yet — so a joining node
+        starts only once its running peers list it and send to it."""
         floating = set(self.cluster.floating_ips())
         todo = [t for t in self.targets if plans[t.node.name].restart]
-        return sorted(todo, key=lambda t: bool(floating & plans[t.node.name].facts.ips()))
+
+        def key(t: Target) -> tuple[bool, bool]:
+            facts = plans[t.node.name].facts
+            return (not facts.running, bool(floating & facts.ips()))
+
+        return sorted(todo, key=key)
 
     def restart_all(self, plans: dict[str, HostPlan]) -> None:
-        expected_up = {t.node.name for t in self.targets if plans[t.node.name].facts.running}
+        """Apply new files to heartbeat one host at a time, never two at once.
+
+        Only ha.cf/authkeys changed on a running node: reload (heartbeat re-reads them and
+        keeps its resources). Otherwise restart; a node holding resources first hands them
+        to a peer already updated and healthy (hb_standby), so they move once, on purpose.
+        """
+        was_running = {t.node.name for t in self.targets if plans[t.node.name].facts.running}
+        expected_up = set(was_running)
+        done: list[Target] = []
         for target in self.restart_order(plans):
             plan = plans[target.node.name]
+            name = target.node.name
+            peers = expected_up - {name}
+            if plan.reload_only:
+                self.say(target, f"reloading heartbeat ({', '.join(plan.changed_files)} "
+                                 "re-read, resources kept)")
+                apply.reload(target.remote, plan.heartbeat_path)
+                self.results[name].steps["service"] = "reloaded"
+                self._settle(target, plan, peers, check_groups=True)
+                done.append(target)
+                continue
+            holding = self._held_by(name) if name in was_running else []
+            ready_peers = [t for t in done if t.node.name != name] or [
+                t for t in self.targets
+                if t.node.name in was_running and t.node.name != name
+                and not plans[t.node.name].restart]
+            if holding and ready_peers:
+                self._hand_over(target, holding, done)
             verb = "restarting" if plan.facts.running else "starting"
             self.say(target, f"{verb} heartbeat")
             apply.restart(target.remote)
-            self.results[target.node.name].steps["service"] = "changed"
-            expected_up.add(target.node.name)
-            try:
-                self.wait_healthy(target, expected_up - {target.node.name})
-            except RemoteError as exc:
-                self.results[target.node.name].steps["service"] = "failed"
-                self.roll_back(target, plan, exc)
-                raise DeployError(f"{target.host}: heartbeat did not come up healthy "
-                                  f"({exc}); previous files restored, rollout stopped "
-                                  "before the next host") from None
+            self.results[name].steps["service"] = "changed"
+            expected_up.add(name)
+            self._settle(target, plan, peers, check_groups=bool(was_running))
+            done.append(target)
 
-    def wait_healthy(self, target: Target, peers: set[str]) -> None:
+    def _settle(self, target: Target, plan: HostPlan, peers: set[str],
+                check_groups: bool) -> None:
+        """Wait until ``target`` is healthy; else roll it back and stop the rollout."""
+        try:
+            self.wait_healthy(target, peers, check_groups)
+        except RemoteError as exc:
+            self.results[target.node.name].steps["service"] = "failed"
+            self.roll_back(target, plan, exc)
+            raise DeployError(f"{target.host}: heartbeat did not come up healthy "
+                              f"({exc}); previous files restored, rollout stopped "
+                              "before the next host") from None
+
+    def _held_by(self, node: str) -> list[str]:
+        groups = snapshot(self.cluster, self.targets).groups
+        return [g for g, holders in groups.items() if node in holders]
+
+    def _hand_over(self, target: Target, groups: list[str], updated: list[Target]) -> None:
+        """hb_standby on ``target``; when its groups do not land elsewhere, the updated peers
+        are rolled back and ``target`` takes its groups back."""
+        self.say(target, f"handing {', '.join(groups)} over to a peer before its restart")
+        target.remote.run(HB_STANDBY, timeout=120)
+        try:
+            wait_placement(self.cluster, self.targets, lambda held: all(
+                len(held[g]) == 1 and target.node.name not in held[g] for g in groups),
+                move_deadline(self.cluster), f"{target.host} handing over {', '.join(groups)}")
+        except HbdeployError as exc:
+            self.say(target, f"FAILED: {exc}")
+            for peer in updated:
+                self.results[peer.node.name].steps["service"] = "failed"
+                self.roll_back(peer, self.plans[peer.node.name], exc)
+            target.remote.run(f"{HB_TAKEOVER} all", check=False, timeout=120)
+            raise DeployError(
+                f"the handover from {target.host} failed ({exc}): the updated peers "
+                f"({', '.join(p.host for p in updated) or 'none'}) got their previous files "
+                f"back, {target.host} was left unchanged and took its groups back; rollout "
+                "stopped") from None
+        self.say(target, "handover complete")
+
+    def wait_healthy(self, target: Target, peers: set[str], check_groups: bool = False) -> None:
+        """Poll until heartbeat runs on ``target`` and sees ``peers`` active (and, on a
+        running cluster, each resource group is held by exactly one node)."""
         t = self.cluster.timings
         peers_sorted = sorted(peers)
         deadline = (t.initdead.ms if not peers else 2 * t.deadtime.ms) / 1000 + 15
 
         def healthy() -> bool:
             up, statuses, _ = apply.health(target.remote, peers_sorted)
-            return up and all(statuses.get(p) == "active" for p in peers_sorted)
+            if not (up and all(statuses.get(p) == "active" for p in peers_sorted)):
+                return False
+            if check_groups:
+                return all(len(h) == 1 for h in
+                           snapshot(self.cluster, self.targets).groups.values())
+            return True
 
         apply.wait_until(f"{target.host}: heartbeat up and peers "
                          f"{', '.join(peers_sorted) or '(none yet)'} active", healthy, deadline)
@@ -260,7 +301,7 @@ class Deployment:
 
     def roll_back(self, target: Target, plan: HostPlan, reason: Exception) -> None:
         lines = apply.journal(target.remote)
-        self.say(target, f"FAILED: {reason}")
+        self.say(target, f"FAILED: {reason}; the journal's last lines:")
         for line in lines.splitlines():
             self.out(f"[{target.host}]   journal: {line}")
         if plan.changed_files:
@@ -324,7 +365,7 @@ def deploy_cluster(cluster: Cluster, connections: Sequence[Connection], *, check
     """Deploy ``cluster`` to ``connections``; raises DeployError when pre-flight fails."""
     targets = match_targets(cluster, connections)
     run = Deployment(cluster, targets, out, verbose)
-    plans = run.gather()
+    plans = run.plans = run.gather()
     if check:
         run.show(plans)
         return Recap(list(run.results.values()))

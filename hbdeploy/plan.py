@@ -17,6 +17,8 @@ from .render import RenderedFile, render_node
 APT_FAMILY = ("debian", "ubuntu")
 RHEL_FAMILY = ("rhel", "centos", "rocky", "almalinux", "fedora", "ol")
 RHEL_IPFAIL = "/usr/lib64/heartbeat/ipfail"
+DEBIAN_HEARTBEAT = "/usr/libexec/heartbeat/heartbeat"
+RHEL_HEARTBEAT = "/usr/lib64/heartbeat/heartbeat"
 
 
 def sha256(text: str) -> str:
@@ -51,6 +53,17 @@ class HostPlan:
     def restart(self) -> bool:
         """Restart only when a file changed, or start when heartbeat is not running."""
         return bool(self.changed_files) or not self.facts.running
+
+    @property
+    def reload_only(self) -> bool:
+        """Heartbeat re-reads ha.cf and authkeys on SIGHUP (``heartbeat -r``) and keeps its
+        resources; haresources, a stopped heartbeat or a new install need a restart."""
+        return (self.facts.running and bool(self.changed_files) and not self.install
+                and set(self.changed_files) <= {"ha.cf", "authkeys"})
+
+    @property
+    def heartbeat_path(self) -> str:
+        return RHEL_HEARTBEAT if os_family(self.facts) == "rpm" else DEBIAN_HEARTBEAT
 
     @property
     def changes_anything(self) -> bool:

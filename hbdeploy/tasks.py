@@ -14,13 +14,15 @@ from typing import Any, TypeVar
 
 from invoke import Collection, Context, Exit, task
 
-from . import config
+from . import config, handover
 from .apply import remove_firewall
 from .cluster_tasks import enlist, post_task, take
-from .deploy import deploy_cluster, match_targets
+from .deploy import deploy_cluster
 from .errors import ConfigError, HbdeployError
 from .files import write_atomic
 from .render import render_node
+from .status import cluster_status
+from .targets import match_targets
 
 F = TypeVar("F", bound=Callable[..., Any])
 CLUSTER_HELP = ("cluster file (default: $HBDEPLOY_CONFIG, config/heartbeat.yml, "
@@ -112,12 +114,61 @@ def firewall_remove(c: Context, cluster: str | None = None) -> None:
     enlist(c, cluster)
 
 
+@post_task
+@reports_errors
+def _status_run(c: Context) -> None:
+    model, connections, options = take(c)
+    result = cluster_status(model, connections)
+    print(result.to_json() if options["json"] else result.table())
+    if result.code:
+        raise Exit(code=result.code)
+
+
+@task(post=[_status_run], help={"cluster": CLUSTER_HELP, "json": "machine-readable output"})
+@reports_errors
+def status(c: Context, cluster: str | None = None, json: bool = False) -> None:
+    """Cluster health: exit 0 healthy, 1 degraded, 2 critical (split brain, orphaned group)."""
+    enlist(c, cluster, json=json)
+
+
+def _move(c: Context, move) -> None:
+    model, connections, options = take(c)
+    targets = match_targets(model, connections)
+    move(model, targets, options["node"])
+
+
+@post_task
+@reports_errors
+def _standby_run(c: Context) -> None:
+    _move(c, handover.standby)
+
+
+@post_task
+@reports_errors
+def _takeover_run(c: Context) -> None:
+    _move(c, handover.takeover)
+
+
+@task(positional=["node"], post=[_standby_run], help={"cluster": CLUSTER_HELP})
+@reports_errors
+def standby(c: Context, node: str, cluster: str | None = None) -> None:
+    """NODE hands its resource groups to its peers (hb_standby); timed."""
+    enlist(c, cluster, node=node)
+
+
+@task(positional=["node"], post=[_takeover_run], help={"cluster": CLUSTER_HELP})
+@reports_errors
+def takeover(c: Context, node: str, cluster: str | None = None) -> None:
+    """NODE takes every resource group (hb_takeover all); timed."""
+    enlist(c, cluster, node=node)
+
+
 def _build_namespace() -> Collection:
     from .lab.tasks import demo
     from .lab.tasks import namespace as lab_namespace
 
-    return Collection(check, render, deploy, demo, Collection("firewall", firewall_remove),
-                      lab_namespace)
+    return Collection(check, render, deploy, status, standby, takeover, demo,
+                      Collection("firewall", firewall_remove), lab_namespace)
 
 
 namespace = _build_namespace()

@@ -11,7 +11,7 @@ import pytest
 from hbdeploy.lab import Lab, LabError
 from hbdeploy.lab.machine import nspawn_pids
 
-from .conftest import LAB_NODES, ssh
+from .conftest import LAB_NODES, poll, ssh
 
 
 def http_name(ip: str, timeout: float = 2) -> str:
@@ -78,7 +78,7 @@ def test_cut_and_heal(lab: Lab) -> None:
         assert not next(s for s in lab.status() if s.name == m2.name).link_up
     finally:
         lab.heal(m2.name)
-    assert ssh(lab, m1.name, f"ping -c1 -W2 {m2.ip}", check=False).returncode == 0
+    poll(lambda: ssh(lab, m1.name, f"ping -c1 -W1 {m2.ip}", check=False).returncode == 0, 15)
     assert ssh(lab, m2.name, "uname -n").stdout.strip() == m2.name
 
 

@@ -1,0 +1,64 @@
+"""A prober: pings floating IPs from this machine in the background and times every outage."""
+
+from __future__ import annotations
+
+import subprocess
+import threading
+import time
+from dataclasses import dataclass, field
+
+
+@dataclass
+class Outage:
+    ip: str
+    start: float
+    end: float | None = None
+
+    @property
+    def seconds(self) -> float:
+        return (self.end or time.monotonic()) - self.start
+
+
+@dataclass
+class Prober:
+    """Ping each IP every ``interval`` seconds until stopped; collects the outages."""
+
+    ips: list[str]
+    interval: float = 0.2
+    outages: list[Outage] = field(default_factory=list)
+    _stop: threading.Event = field(default_factory=threading.Event)
+    _threads: list[threading.Thread] = field(default_factory=list)
+
+    def __enter__(self) -> Prober:
+        for ip in self.ips:
+            thread = threading.Thread(target=self._loop, args=(ip,), daemon=True)
+            thread.start()
+            self._threads.append(thread)
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._stop.set()
+        for thread in self._threads:
+            thread.join(timeout=5)
+
+    def _loop(self, ip: str) -> None:
+        current: Outage | None = None
+        while not self._stop.is_set():
+            ok = subprocess.run(["ping", "-n", "-q", "-c", "1", "-W", "1", ip],
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                check=False).returncode == 0
+            now = time.monotonic()
+            if not ok and current is None:
+                current = Outage(ip, now)
+                self.outages.append(current)
+            elif ok and current is not None:
+                current.end = now
+                current = None
+            self._stop.wait(self.interval)
+
+    def unanswered(self, ip: str) -> float:
+        """Seconds ``ip`` went unanswered in all (an outage still open counts until now)."""
+        return sum(o.seconds for o in self.outages if o.ip == ip)
+
+    def summary(self) -> str:
+        return ", ".join(f"{ip} unanswered {self.unanswered(ip):.1f}s" for ip in self.ips)

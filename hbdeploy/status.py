@@ -1,0 +1,147 @@
+"""Cluster status: each node's view (heartbeat, peers, links) and who holds each group.
+
+Exit codes for monitoring: 0 healthy, 1 degraded (a node or a link down, every group
+served), 2 critical (split brain, an orphaned group, or no node reachable).
+"""
+
+from __future__ import annotations
+
+import json
+import shlex
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass, field
+
+from fabric import Connection
+
+from .errors import HbdeployError
+from .model import Cluster
+from .remote import Remote
+from .targets import Target, match_targets
+
+HEALTHY, DEGRADED, CRITICAL = 0, 1, 2
+LEVELS = {HEALTHY: "healthy", DEGRADED: "degraded", CRITICAL: "critical"}
+
+PROBE = r"""
+LC_ALL=C
+if cl_status hbstatus >/dev/null 2>&1; then echo "hb up"; else echo "hb down"; fi
+for n in __PEERS__; do
+  echo "peer $n $(cl_status nodestatus $n 2>/dev/null || echo unknown)"
+  for l in $(cl_status listhblinks $n 2>/dev/null); do
+    echo "link $n $l $(cl_status hblinkstatus $n $l 2>/dev/null || echo unknown)"
+  done
+done
+ip -o -4 addr show | while read -r _ dev _ addr _; do echo "addr ${addr%/*}"; done
+"""
+
+
+@dataclass
+class NodeView:
+    """What one node reports."""
+
+    node: str
+    host: str
+    reachable: bool = False
+    error: str = ""
+    heartbeat: bool = False
+    peers: dict[str, str] = field(default_factory=dict)  # peer -> active/dead/...
+    links: dict[str, str] = field(default_factory=dict)  # "peer/if" -> up/dead
+    holds: list[str] = field(default_factory=list)  # groups (by preferred node)
+
+
+@dataclass
+class ClusterStatus:
+    nodes: list[NodeView]
+    groups: dict[str, list[str]]  # group (preferred node) -> nodes holding it
+    problems: list[str]
+    code: int
+
+    def to_json(self) -> str:
+        return json.dumps({"status": LEVELS[self.code], "code": self.code,
+                           "nodes": [asdict(n) for n in self.nodes], "groups": self.groups,
+                           "problems": self.problems}, indent=2, sort_keys=True)
+
+    def table(self) -> str:
+        rows = [f"{'NODE':<12} {'REACHABLE':<9} {'HEARTBEAT':<9} {'PEERS':<28} "
+                f"{'LINKS':<22} HOLDS"]
+        for n in self.nodes:
+            peers = " ".join(f"{p}={s}" for p, s in n.peers.items()) or "-"
+            links = " ".join(f"{k}={v}" for k, v in n.links.items()) or "-"
+            rows.append(f"{n.node:<12} {'yes' if n.reachable else 'NO':<9} "
+                        f"{'running' if n.heartbeat else 'down':<9} {peers:<28} {links:<22} "
+                        f"{' '.join(n.holds) or '-'}")
+        rows.append(f"cluster: {LEVELS[self.code]}"
+                    + ("".join(f"\n  {p}" for p in self.problems) if self.problems else ""))
+        return "\n".join(rows)
+
+
+def node_view(cluster: Cluster, name: str, remote: Remote) -> NodeView:
+    view = NodeView(name, remote.label)
+    peers = [n for n in cluster.node_names if n != name]
+    try:
+        _, out, _ = remote.run(PROBE.replace("__PEERS__", " ".join(map(shlex.quote, peers))),
+                               check=False, timeout=30)
+    except HbdeployError as exc:
+        view.error = str(exc)
+        return view
+    view.reachable = True
+    addrs = set()
+    for line in out.splitlines():
+        parts = line.split()
+        if parts[:2] == ["hb", "up"]:
+            view.heartbeat = True
+        elif len(parts) == 3 and parts[0] == "peer":
+            view.peers[parts[1]] = parts[2]
+        elif len(parts) == 4 and parts[0] == "link":
+            view.links[f"{parts[1]}/{parts[2]}"] = parts[3]
+        elif len(parts) == 2 and parts[0] == "addr":
+            addrs.add(parts[1])
+    view.holds = [g.node for g in cluster.groups
+                  if g.floating_ips() and set(g.floating_ips()) <= addrs]
+    return view
+
+
+def assess(cluster: Cluster, views: list[NodeView]) -> ClusterStatus:
+    """Classify the cluster from every node's view."""
+    problems: list[str] = []
+    code = HEALTHY
+    groups = {g.node: [v.node for v in views if g.node in v.holds]
+              for g in cluster.groups if g.floating_ips()}
+    if not any(v.reachable for v in views):
+        return ClusterStatus(views, groups, ["no node is reachable"], CRITICAL)
+    for group, holders in groups.items():
+        if len(holders) > 1:
+            problems.append(f"split brain: group {group} is held by {', '.join(holders)}")
+            code = CRITICAL
+        elif not holders and all(v.reachable for v in views):
+            problems.append(f"orphaned: group {group} is held by no node")
+            code = CRITICAL
+        elif not holders:
+            problems.append(f"group {group} is held by no reachable node")
+            code = CRITICAL
+    for v in views:
+        if not v.reachable:
+            problems.append(f"{v.node} is unreachable: {v.error}")
+        elif not v.heartbeat:
+            problems.append(f"{v.node}: heartbeat is not running")
+        else:
+            problems += [f"{v.node} sees {peer} {state}" for peer, state in v.peers.items()
+                         if state != "active"]
+            problems += [f"{v.node}: link {link} is {state}" for link, state in v.links.items()
+                         if state != "up"]
+    if problems and code == HEALTHY:
+        code = DEGRADED
+    return ClusterStatus(views, groups, problems, code)
+
+
+def snapshot(cluster: Cluster, targets: list[Target]) -> ClusterStatus:
+    """Every target's view, gathered in parallel, and the verdict."""
+    with ThreadPoolExecutor(max_workers=max(1, len(targets))) as pool:
+        views = list(pool.map(lambda t: node_view(cluster, t.node.name, t.remote), targets))
+    return assess(cluster, views)
+
+
+def cluster_status(cluster: Cluster, connections: Sequence[Connection]) -> ClusterStatus:
+    """Status of the nodes behind ``connections`` (matched by name or address)."""
+    return snapshot(cluster, match_targets(cluster, connections))
+
