@@ -41,12 +41,14 @@ def enlist(c: Context, cluster_file: str | None, **options: Any) -> None:
         run.connections.append(c)
 
 
-def take(c: Context) -> tuple[Cluster, list[Connection], dict[str, Any]]:
-    """The cluster, the target connections and the options of this run (once)."""
+def take(c: Context, require_hosts: bool = True
+         ) -> tuple[Cluster, list[Connection], dict[str, Any]]:
+    """The cluster, the target connections (-H, else every node) and the options (once)."""
     run = _RUNS.pop(id(c.config), None)
     if run is None:
         raise Exit("error: no host was enlisted for this run", code=1)
-    connections = run.connections or default_connections(run.cluster, config=c.config)
+    connections = run.connections or (default_connections(run.cluster, config=c.config)
+                                      if require_hosts else [])
     return run.cluster, connections, run.options
 
 

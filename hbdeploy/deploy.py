@@ -230,7 +230,9 @@ class Deployment:
                 t for t in self.targets
                 if t.node.name in was_running and t.node.name != name
                 and not plans[t.node.name].restart]
-            if holding and ready_peers:
+            if holding and ready_peers and len(self.cluster.nodes) == 2:
+                # hb_standby is only safe between two nodes (see handover.two_nodes_only);
+                # with more, the restart's own graceful stop hands the resources over.
                 self._hand_over(target, holding, done)
             verb = "restarting" if plan.facts.running else "starting"
             self.say(target, f"{verb} heartbeat")
@@ -361,11 +363,17 @@ class Deployment:
 
 
 def deploy_cluster(cluster: Cluster, connections: Sequence[Connection], *, check: bool = False,
-                   out: Output = print, verbose: bool = False) -> Recap:
-    """Deploy ``cluster`` to ``connections``; raises DeployError when pre-flight fails."""
+                   out: Output = print, verbose: bool = False,
+                   guard: Callable[[dict[str, HostPlan]], None] | None = None) -> Recap:
+    """Deploy ``cluster`` to ``connections``; raises DeployError when pre-flight fails.
+
+    ``guard`` sees every plan after pre-flight and may refuse the run (DeployError).
+    """
     targets = match_targets(cluster, connections)
     run = Deployment(cluster, targets, out, verbose)
     plans = run.plans = run.gather()
+    if guard:
+        guard(plans)
     if check:
         run.show(plans)
         return Recap(list(run.results.values()))

@@ -39,9 +39,20 @@ def move_deadline(cluster: Cluster) -> float:
     return 2 * cluster.timings.deadtime.ms / 1000 + 30
 
 
+def two_nodes_only(cluster: Cluster, what: str) -> None:
+    """Heartbeat's haresources manager hands resources over between two nodes only."""
+    if len(cluster.nodes) > 2:
+        raise HandoverError(
+            f"{what} is refused on a cluster of {len(cluster.nodes)} nodes: heartbeat's "
+            "haresources resource manager moves resources between two nodes only (with three, "
+            "hb_takeover left the group on two nodes at once in the lab: split brain). "
+            "Stop heartbeat on the holder instead, or use a two-node cluster")
+
+
 def standby(cluster: Cluster, targets: list[Target], node: str,
             out: Callable[[str], None] = print) -> float:
-    """Hand every group ``node`` holds to its peers; returns the seconds it took."""
+    """Hand every group ``node`` holds to its peer; returns the seconds it took."""
+    two_nodes_only(cluster, "standby")
     target = _target(targets, node)
     before = snapshot(cluster, targets).groups
     moving = [g for g, holders in before.items() if node in holders]
@@ -64,6 +75,7 @@ def standby(cluster: Cluster, targets: list[Target], node: str,
 def takeover(cluster: Cluster, targets: list[Target], node: str,
              out: Callable[[str], None] = print) -> float:
     """Make ``node`` take every group; returns the seconds it took."""
+    two_nodes_only(cluster, "takeover")
     target = _target(targets, node)
     ips = list(cluster.floating_ips())
     start = time.monotonic()

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 import threading
 import time
 from dataclasses import dataclass, field
+
+from .errors import HbdeployError
 
 
 @dataclass
@@ -30,6 +33,9 @@ class Prober:
     _threads: list[threading.Thread] = field(default_factory=list)
 
     def __enter__(self) -> Prober:
+        if not shutil.which("ping"):
+            raise HbdeployError("timing a move needs ping on this machine: "
+                                "apt-get install iputils-ping")
         for ip in self.ips:
             thread = threading.Thread(target=self._loop, args=(ip,), daemon=True)
             thread.start()

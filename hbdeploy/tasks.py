@@ -12,17 +12,19 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
+from fabric import Connection
 from invoke import Collection, Context, Exit, task
 
-from . import config, handover
+from . import config, handover, membership
 from .apply import remove_firewall
 from .cluster_tasks import enlist, post_task, take
 from .deploy import deploy_cluster
+from .drill import run_drill
 from .errors import ConfigError, HbdeployError
 from .files import write_atomic
 from .render import render_node
 from .status import cluster_status
-from .targets import match_targets
+from .targets import default_connections, match_targets
 
 F = TypeVar("F", bound=Callable[..., Any])
 CLUSTER_HELP = ("cluster file (default: $HBDEPLOY_CONFIG, config/heartbeat.yml, "
@@ -75,15 +77,8 @@ def render(c: Context, node: str, out: str | None = None, cluster: str | None = 
 @reports_errors
 def _deploy_run(c: Context) -> None:
     model, connections, options = take(c)
-    recap = deploy_cluster(model, connections, check=options["check"],
-                           verbose=options["verbose"])
-    if options["check"]:
-        return
-    print(recap.table())
-    for message in recap.messages:
-        print(f"error: {message}", file=sys.stderr)
-    if recap.failed:
-        raise Exit(code=1)
+    _finish(deploy_cluster(model, connections, check=options["check"],
+                           verbose=options["verbose"]), options["check"])
 
 
 @task(post=[_deploy_run], help={
@@ -163,11 +158,107 @@ def takeover(c: Context, node: str, cluster: str | None = None) -> None:
     enlist(c, cluster, node=node)
 
 
+@post_task
+@reports_errors
+def _bootstrap_run(c: Context) -> None:
+    model, connections, options = take(c)
+    given = {conn.original_host or conn.host for conn in connections}
+    others = [Connection(n.ip, config=c.config) for n in model.nodes
+              if n.name not in given and n.ip not in given]
+    recap = membership.bootstrap(model, connections, others, check=options["check"])
+    _finish(recap, options["check"])
+
+
+@task(post=[_bootstrap_run], help={"cluster": CLUSTER_HELP,
+                                   "check": "pre-flight and show the changes only"})
+@reports_errors
+def bootstrap(c: Context, cluster: str | None = None, check: bool = False) -> None:
+    """Join the new node(s) given with -H to the running cluster without moving its IPs."""
+    if not isinstance(c, Connection):
+        raise Exit("error: bootstrap needs the new node(s) with -H, e.g. "
+                   "hbdeploy -H haproxy3 bootstrap", code=2)
+    enlist(c, cluster, check=check)
+
+
+@post_task
+@reports_errors
+def _decommission_run(c: Context) -> None:
+    model, _, options = take(c, require_hosts=False)
+    leaving = Connection(options["node"], config=c.config)
+    _finish(membership.decommission(model, leaving,
+                                    default_connections(model, config=c.config)), False)
+
+
+@task(positional=["node"], post=[_decommission_run], help={"cluster": CLUSTER_HELP})
+@reports_errors
+def decommission(c: Context, node: str, cluster: str | None = None) -> None:
+    """Take NODE (already removed from the cluster file) out of the running cluster."""
+    enlist(c, cluster, node=node)
+
+
+@post_task
+@reports_errors
+def _drill_run(c: Context) -> None:
+    model, connections, options = take(c)
+    targets = match_targets(model, connections)
+    if not options["yes"]:
+        answer = input("The drill takes the node holding a resource group away on purpose: "
+                       "its floating IP moves. Continue? [y/N] ") if sys.stdin.isatty() else ""
+        if answer.strip().lower() not in ("y", "yes"):
+            raise Exit("drill: not confirmed (give --yes to run it without asking)", code=1)
+    breaker = restorer = None
+    if options["cut"]:
+        from .lab import Lab
+
+        lab = Lab()
+        lab_ips = {m.ip: m.name for m in lab.machines()}
+
+        def lab_name(target) -> str:
+            if target.node.ip not in lab_ips:
+                raise Exit(f"error: --cut works on lab nodes only; {target.host} is not one",
+                           code=2)
+            return lab_ips[target.node.ip]
+
+        def breaker(target) -> None:
+            lab.cut(lab_name(target))
+
+        def restorer(target) -> None:
+            lab.heal(lab_name(target))
+
+    result = run_drill(model, targets, options["group"], breaker, restorer)
+    print(f"drill: group {result.group}: failover {result.failover:.1f}s "
+          f"({result.holder} -> {result.spare}), unanswered {result.unanswered:.1f}s"
+          + (f", back on {result.holder} after {result.restored:.1f}s"
+             if result.restored is not None else ""))
+
+
+@task(post=[_drill_run], help={
+    "cluster": CLUSTER_HELP, "group": "the group to move, by its preferred node (default: first)",
+    "yes": "do not ask for confirmation",
+    "cut": "lab only: cut the holder's link instead of stopping heartbeat"})
+@reports_errors
+def drill(c: Context, cluster: str | None = None, group: str | None = None, yes: bool = False,
+          cut: bool = False) -> None:
+    """Failover drill: take the holder away, time the failover, bring it back."""
+    enlist(c, cluster, group=group, yes=yes, cut=cut)
+
+
+def _finish(recap, check: bool) -> None:
+    if check:
+        return
+    print(recap.table())
+    for message in recap.messages:
+        print(f"error: {message}", file=sys.stderr)
+    if recap.failed:
+        raise Exit(code=1)
+
+
 def _build_namespace() -> Collection:
     from .lab.tasks import demo
     from .lab.tasks import namespace as lab_namespace
 
-    return Collection(check, render, deploy, status, standby, takeover, demo,
+    return Collection(check, render, deploy, status, standby, takeover, bootstrap,
+                      decommission, drill, demo,
                       Collection("firewall", firewall_remove), lab_namespace)
 
 

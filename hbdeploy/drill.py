@@ -1,0 +1,87 @@
+"""Failover drill: take the node holding a group away, time until its floating IP answers
+from another node, bring the node back, time the return."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from .errors import HbdeployError
+from .handover import move_deadline, wait_placement
+from .model import Cluster
+from .probe import Prober
+from .status import snapshot
+from .targets import Target
+
+
+class DrillError(HbdeployError):
+    """The drill could not run or the cluster did not fail over in time."""
+
+
+@dataclass
+class DrillResult:
+    group: str
+    holder: str
+    spare: str
+    failover: float
+    unanswered: float
+    restored: float | None
+
+
+def run_drill(cluster: Cluster, targets: list[Target], group: str | None = None,
+              break_node: Callable[[Target], None] | None = None,
+              restore_node: Callable[[Target], None] | None = None,
+              out: Callable[[str], None] = print) -> DrillResult:
+    """Stop heartbeat on (or ``break_node``) the holder of ``group``; time the failover."""
+    groups = [g for g in cluster.groups if g.floating_ips()]
+    chosen = next((g for g in groups if group in (None, g.node)), None)
+    if chosen is None:
+        raise DrillError(f"no resource group with a floating IP prefers {group!r}")
+    before = snapshot(cluster, targets).groups
+    holders = before.get(chosen.node, [])
+    if len(holders) != 1:
+        raise DrillError(f"group {chosen.node} is held by {holders or 'no node'}; the drill "
+                         "needs a healthy cluster (hbdeploy status)")
+    holder = next(t for t in targets if t.node.name == holders[0])
+    ips = list(chosen.floating_ips())
+    deadline = move_deadline(cluster)
+    with Prober(ips, interval=0.1) as prober:
+        start = time.monotonic()
+        out(f"[{holder.host}] drill: taking {holder.node.name} away "
+            f"({'stop heartbeat' if break_node is None else 'cut its link'})")
+        if break_node is None:
+            holder.remote.run("systemctl stop heartbeat.service", timeout=600)
+        else:
+            break_node(holder)
+        others = [t for t in targets if t is not holder]  # the holder may be unreachable
+        try:
+            status = wait_placement(cluster, others, lambda g: len(g[chosen.node]) == 1,
+                                    deadline, f"group {chosen.node} moving off "
+                                    f"{holder.node.name}")
+            spare = status.groups[chosen.node][0]
+            while any(o.end is None for o in prober.outages):
+                if time.monotonic() - start > deadline:
+                    raise DrillError(f"{ips} did not answer again within {deadline:.0f}s")
+                time.sleep(0.05)
+            ends = [o.end for o in prober.outages if o.end is not None]
+            failover = (max(ends) - start) if ends else 0.0
+            unanswered = max(prober.unanswered(ip) for ip in ips)
+            out(f"group {chosen.node} answered from {spare} {failover:.1f}s after "
+                f"{holder.node.name} went away; unanswered for {unanswered:.1f}s")
+        finally:
+            out(f"[{holder.host}] drill: bringing {holder.node.name} back")
+            if restore_node is None:
+                holder.remote.run("systemctl start heartbeat.service", timeout=600)
+            else:
+                restore_node(holder)
+        restored = None
+        if cluster.auto_failback == "on" and chosen.node == holder.node.name:
+            back = time.monotonic()
+            wait_placement(cluster, targets, lambda g: g[chosen.node] == [holder.node.name],
+                           deadline + cluster.timings.initdead.ms / 1000,
+                           f"group {chosen.node} back on {holder.node.name}")
+            restored = time.monotonic() - back
+            out(f"group {chosen.node} back on {holder.node.name} {restored:.1f}s after it "
+                "returned (auto_failback on)")
+    return DrillResult(chosen.node, holder.node.name, spare, failover, unanswered, restored)
