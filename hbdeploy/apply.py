@@ -49,17 +49,17 @@ def install(remote: Remote, plan: HostPlan) -> str:
     return out
 
 
-def push(remote: Remote, plan: HostPlan, stamp: str) -> None:
+def push(remote: Remote, plan: HostPlan, stamp: str, names: list[str]) -> None:
     """Back up the files about to change, then write each atomically with its mode."""
     backups = []
-    for name in plan.changed_files:
+    for name in names:
         src = f"/etc/ha.d/{name}"
         backups.append(f"if [ -f {src} ]; then cp -p {src} {BACKUP_DIR}/{name}.{stamp}; "
                        f"ls -1t {BACKUP_DIR}/{name}.* | tail -n +{GENERATIONS + 1} "
                        "| xargs -r rm -f; fi")
     remote.run(f"mkdir -p /etc/ha.d {BACKUP_DIR} && chmod 700 {BACKUP_DIR} && "
                + " && ".join(backups or ["true"]))
-    for name in plan.changed_files:
+    for name in names:
         rendered = plan.files[name]
         remote.write_file(rendered.remote_path, rendered.content, rendered.mode)
 
@@ -102,6 +102,11 @@ def remove_firewall(remote: Remote) -> bool:
 
 def enable(remote: Remote) -> None:
     remote.run("systemctl enable heartbeat.service >/dev/null 2>&1")
+
+
+def stop(remote: Remote) -> None:
+    """Stop heartbeat gracefully: it releases its resources as its haresources lists them."""
+    remote.run("systemctl stop heartbeat.service", timeout=600)
 
 
 def restart(remote: Remote) -> None:
@@ -157,4 +162,4 @@ def wait_until(what: str, test, deadline: float, interval: float = 0.5):
 
 
 __all__ = ["FILES", "apply_firewall", "enable", "health", "install", "journal", "push",
-           "reload", "remove_firewall", "restart", "restore", "wait_until"]
+           "reload", "remove_firewall", "restart", "restore", "stop", "wait_until"]

@@ -96,6 +96,7 @@ class Deployment:
         self.results = {t.node.name: HostResult(t.host, t.node.name) for t in targets}
         self.stamp = time.strftime("%Y%m%dT%H%M%S")
         self.plans: dict[str, HostPlan] = {}
+        self.pushed: dict[str, list[str]] = {t.node.name: [] for t in targets}
 
     def say(self, target: Target, message: str) -> None:
         self.out(f"[{target.host}] {message}")
@@ -168,10 +169,13 @@ class Deployment:
                         if line.startswith("disabled pacemaker"):
                             self.say(target, line)
                 step = "files"
+                now = [f for f in plan.changed_files if f not in plan.deferred]
+                if now:
+                    apply.push(target.remote, plan, self.stamp, now)
+                    self.pushed[target.node.name] += now
+                    self.say(target, f"wrote {', '.join(now)}")
                 if plan.changed_files:
-                    apply.push(target.remote, plan, self.stamp)
                     result.steps["files"] = "changed"
-                    self.say(target, f"wrote {', '.join(plan.changed_files)}")
                 step = "firewall"
                 if not self.cluster.firewall.enabled:
                     result.steps["firewall"] = "skipped"
@@ -234,6 +238,13 @@ class Deployment:
                 # hb_standby is only safe between two nodes (see handover.two_nodes_only);
                 # with more, the restart's own graceful stop hands the resources over.
                 self._hand_over(target, holding, done)
+            if plan.deferred:
+                if plan.facts.running:
+                    apply.stop(target.remote)  # releases what the old haresources started
+                apply.push(target.remote, plan, self.stamp, plan.deferred)
+                self.pushed[name] += plan.deferred
+                self.say(target, f"wrote {', '.join(plan.deferred)} (after releasing "
+                                 "its resources)")
             verb = "restarting" if plan.facts.running else "starting"
             self.say(target, f"{verb} heartbeat")
             apply.restart(target.remote)
@@ -306,8 +317,9 @@ class Deployment:
         self.say(target, f"FAILED: {reason}; the journal's last lines:")
         for line in lines.splitlines():
             self.out(f"[{target.host}]   journal: {line}")
-        if plan.changed_files:
-            restored = apply.restore(target.remote, plan.changed_files, self.stamp)
+        pushed = self.pushed[target.node.name]
+        if pushed:
+            restored = apply.restore(target.remote, pushed, self.stamp)
             self.say(target, f"restored the previous {', '.join(restored)}; restarting")
             try:
                 apply.restart(target.remote)

@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from fabric import Connection
 
 from . import handover
-from .apply import remove_firewall
+from .apply import remove_firewall, wait_until
 from .deploy import DeployError, Output, Recap, deploy_cluster
 from .model import Cluster
 from .plan import HostPlan
@@ -71,8 +71,15 @@ def decommission(cluster: Cluster, leaving: Connection, remaining: Sequence[Conn
     if not recap.failed:
         for conn in remaining:
             peer = Remote(conn, conn.original_host or conn.host)
-            peer.run(f"if cl_status listnodes 2>/dev/null | grep -qx {node}; then "
-                     f"/usr/share/heartbeat/hb_delnode {node}; fi", check=False)
+
+            def forgotten(peer: Remote = peer) -> bool:
+                code, _, _ = peer.run(
+                    f"if cl_status listnodes 2>/dev/null | grep -qx {node}; then "
+                    f"/usr/share/heartbeat/hb_delnode {node} >/dev/null 2>&1; exit 1; fi",
+                    check=False)
+                return code == 0
+
+            wait_until(f"{peer.label} forgetting {node} (hb_delnode)", forgotten, 30, 1.0)
         out(f"[{name}] left the cluster")
     return recap
 

@@ -48,11 +48,22 @@ class HostPlan:
     firewall: bool = False
     firewall_script: str = ""
     enable: bool = False
+    floating_ips: tuple[str, ...] = ()
 
     @property
     def restart(self) -> bool:
         """Restart only when a file changed, or start when heartbeat is not running."""
         return bool(self.changed_files) or not self.facts.running
+
+    @property
+    def deferred(self) -> list[str]:
+        """Files written only once the node has released its resources: a node holding
+        resources must give them up under the haresources that started them (a resource
+        dropped from the new file would otherwise never be stopped)."""
+        holds = bool(self.facts.ips() & set(self.floating_ips))
+        if self.facts.running and holds and "haresources" in self.changed_files:
+            return ["haresources"]
+        return []
 
     @property
     def reload_only(self) -> bool:
@@ -109,7 +120,7 @@ def plan_host(host: str, node: Node, facts: HostFacts, cluster: Cluster) -> Host
     """What ``host`` needs so that it matches the cluster file."""
     ipfail = RHEL_IPFAIL if os_family(facts) == "rpm" else DEBIAN_IPFAIL
     files = render_node(cluster, node.name, ipfail_path=ipfail)
-    plan = HostPlan(host, node, facts, files)
+    plan = HostPlan(host, node, facts, files, floating_ips=cluster.floating_ips())
     plan.install = not facts.installed
     for name, rendered in files.items():
         wanted_mode = f"{rendered.mode:o} root"

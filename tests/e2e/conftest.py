@@ -57,7 +57,7 @@ def cli(lab: Lab, *args: str, tool: str = "hbdeploy", hosts: str | None = "hapro
     if hosts:
         argv += ["-H", hosts]
     argv += list(args)
-    if args and args[0] in ("deploy", "firewall.remove"):
+    if args and args[0] in ("deploy", "firewall.remove") and "--cluster" not in args:
         argv += ["--cluster", str(cluster)]
     return subprocess.run(argv, cwd=ROOT, capture_output=True, text=True, timeout=timeout,
                           check=False)

@@ -1,0 +1,184 @@
+"""Day two on a cluster serving traffic: rolling updates, standby/takeover, status codes,
+rollback, bootstrap of a hot spare and decommission, the failover drill."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from hbdeploy.lab import Lab
+
+from .conftest import FLOATING_IP, LAB_CLUSTER, cli, http_name, poll, ssh
+from .traffic import HolderWatch, Traffic
+
+NODES = ("haproxy1", "haproxy2")
+SECOND_IP = "10.213.0.101"
+FILES = "sha256sum /etc/ha.d/ha.cf /etc/ha.d/haresources /etc/ha.d/authkeys"
+
+
+def variant(tmp_path: Path, name: str, *changes: tuple[str, str]) -> Path:
+    text = LAB_CLUSTER.read_text()
+    for old, new in changes:
+        assert old in text
+        text = text.replace(old, new)
+    path = tmp_path / name
+    path.write_text(text)
+    return path
+
+
+def status(lab: Lab, cluster: Path = LAB_CLUSTER, hosts: str | None = None):
+    result = cli(lab, "status", "--json", "--cluster", str(cluster), hosts=hosts)
+    return result.returncode, json.loads(result.stdout)
+
+
+@pytest.fixture(scope="module")
+def serving(lab: Lab) -> Lab:
+    """haproxy1 and haproxy2 serving the floating IP from examples/lab.yml, healthy."""
+    result = cli(lab, "deploy")
+    assert result.returncode == 0, result.stdout + result.stderr
+    poll(lambda: status(lab)[0] == 0, 60)
+    return lab
+
+
+def test_rolling_update_of_timings_and_password_loses_no_request(serving: Lab,
+                                                                  tmp_path: Path) -> None:
+    lab = serving
+    changed = variant(tmp_path, "c.yml", ("warntime: 3", "warntime: 4"),
+                      ("lab-only-not-a-secret", "rotated-lab-password"))
+    pids = {n: ssh(lab, n, "systemctl show -p MainPID --value heartbeat").stdout for n in NODES}
+    with Traffic(FLOATING_IP) as traffic, HolderWatch(lab, FLOATING_IP) as watch:
+        result = cli(lab, "deploy", cluster=changed)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert result.stdout.count("reloading heartbeat") == 2
+    assert "rotated-lab-password" not in result.stdout + result.stderr
+    assert traffic.achieved_rate >= 20, traffic.achieved_rate
+    assert traffic.failures == 0, f"{traffic.failures} of {len(traffic.answers)} failed"
+    assert traffic.servers() == {"haproxy1"} and watch.max_holders == 1
+    # A reload keeps the daemon: same PIDs, new files.
+    assert {n: ssh(lab, n, "systemctl show -p MainPID --value heartbeat").stdout
+            for n in NODES} == pids
+    assert "rotated-lab-password" in ssh(lab, "haproxy2", "cat /etc/ha.d/authkeys").stdout
+    poll(lambda: status(lab, changed)[0] == 0, 30)
+
+
+def test_rolling_update_of_haresources(serving: Lab, tmp_path: Path) -> None:
+    lab = serving
+    two = variant(tmp_path, "two.yml", ("haproxy1: IPaddr::10.213.0.100/24/eth0",
+                                        f"haproxy1: [IPaddr::10.213.0.100/24/eth0, "
+                                        f"IPaddr::{SECOND_IP}/24/eth0]"))
+    with Traffic(FLOATING_IP) as traffic, HolderWatch(lab, FLOATING_IP) as watch:
+        result = cli(lab, "deploy", cluster=two)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "handing haproxy1 over to a peer before its restart" in result.stdout
+    assert traffic.achieved_rate >= 20
+    assert traffic.failures <= 10, f"{traffic.failures} of {len(traffic.answers)} failed"
+    assert watch.max_holders == 1, "two nodes held the floating IP at once"
+    assert http_name(FLOATING_IP) == "haproxy1" and http_name(SECOND_IP) == "haproxy1"
+    print(f"haresources rolling update: {traffic.failures} failed of {len(traffic.answers)}")
+    back = cli(lab, "deploy")  # and back to one IP, rolling too
+    assert back.returncode == 0, back.stdout + back.stderr
+    assert http_name(SECOND_IP) is None
+
+
+def test_standby_and_takeover_round_trip(serving: Lab) -> None:
+    lab = serving
+    result = cli(lab, "standby", "haproxy1", "--cluster", str(LAB_CLUSTER), hosts=None)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "standby complete" in result.stdout and "unanswered" in result.stdout
+    assert http_name(FLOATING_IP) == "haproxy2"
+    result = cli(lab, "takeover", "haproxy1", "--cluster", str(LAB_CLUSTER), hosts=None,
+                 tool="fab")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "takeover complete" in result.stdout
+    assert http_name(FLOATING_IP) == "haproxy1"
+
+
+def test_status_exit_codes(serving: Lab) -> None:
+    lab = serving
+    code, report = status(lab)
+    assert (code, report["status"]) == (0, "healthy")
+    assert report["groups"] == {"haproxy1": ["haproxy1"]}
+    lab.kill("haproxy2")
+    try:
+        code, report = status(lab)
+        assert (code, report["status"]) == (1, "degraded")
+        assert any("haproxy2 is unreachable" in p for p in report["problems"])
+    finally:
+        lab.start("haproxy2")
+    poll(lambda: status(lab)[0] == 0, 90)  # heartbeat and its firewall come back at boot
+    block = ("iptables -I INPUT 1 -s {peer} -p udp --dport 694 -j DROP")
+    ssh(lab, "haproxy1", block.format(peer="10.213.0.12"))
+    ssh(lab, "haproxy2", block.format(peer="10.213.0.11"))
+    try:
+        poll(lambda: status(lab)[0] == 2, 30)
+        code, report = status(lab)
+        assert any("split brain" in p for p in report["problems"]), report["problems"]
+    finally:
+        ssh(lab, "haproxy1", block.format(peer="10.213.0.12").replace("-I INPUT 1", "-D INPUT"))
+        ssh(lab, "haproxy2", block.format(peer="10.213.0.11").replace("-I INPUT 1", "-D INPUT"))
+    seen: set[str] = set()
+
+    def healed() -> bool:
+        code, report = status(lab)
+        seen.update(p.split(":")[0] for p in report["problems"])
+        return code == 0
+
+    poll(healed, 120)
+    print(f"after the partition healed, status saw: {sorted(seen)}")
+
+
+def test_rollback_when_the_new_files_do_not_come_up(serving: Lab, tmp_path: Path) -> None:
+    lab = serving
+    broken = variant(tmp_path, "broken.yml", ("IPaddr::10.213.0.100/24/eth0",
+                                              "IPaddr::10.213.0.100/24/eth9"))
+    before = {n: ssh(lab, n, FILES).stdout for n in NODES}
+    result = cli(lab, "deploy", cluster=broken)
+    assert result.returncode != 0
+    assert "Traceback" not in result.stderr
+    assert "journal:" in result.stdout
+    assert "previous files" in result.stderr
+    assert {n: ssh(lab, n, FILES).stdout for n in NODES} == before
+    poll(lambda: http_name(FLOATING_IP) == "haproxy1", 60)
+    poll(lambda: status(lab)[0] == 0, 60)
+
+
+def test_bootstrap_a_hot_spare_then_decommission(serving: Lab, tmp_path: Path) -> None:
+    lab = serving
+    three = variant(tmp_path, "three.yml", ("  haproxy2: 10.213.0.12\n",
+                                            "  haproxy2: 10.213.0.12\n  haproxy3: 10.213.0.13\n"))
+    with Traffic(FLOATING_IP) as traffic, HolderWatch(lab, FLOATING_IP) as watch:
+        result = cli(lab, "bootstrap", "--cluster", str(three), hosts="haproxy3")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert traffic.failures == 0 and traffic.servers() == {"haproxy1"}
+    assert watch.samples and set(watch.samples) == {("haproxy1",)}, "the IP never moved"
+    code, report = status(lab, three)
+    assert code == 0, report
+    assert all(set(n["peers"].values()) == {"active"} and len(n["peers"]) == 2
+               for n in report["nodes"])
+    lab.cut("haproxy1")
+    try:
+        poll(lambda: http_name(FLOATING_IP, timeout=0.3) in ("haproxy2", "haproxy3"), 30)
+    finally:
+        lab.heal("haproxy1")
+    poll(lambda: status(lab, three)[0] == 0, 120)
+    result = cli(lab, "decommission", "haproxy3", "--cluster", str(LAB_CLUSTER), hosts=None,
+                 tool="fab")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert ssh(lab, "haproxy3", "systemctl is-active heartbeat", check=False).stdout.strip() \
+        != "active"
+    for node in NODES:
+        assert "haproxy3" not in ssh(lab, node, "cl_status listnodes").stdout
+    poll(lambda: status(lab)[0] == 0, 60)
+
+
+def test_drill(serving: Lab) -> None:
+    lab = serving
+    refused = cli(lab, "drill", "--cluster", str(LAB_CLUSTER), hosts=None)
+    assert refused.returncode == 1 and "not confirmed" in refused.stderr
+    result = cli(lab, "drill", "--yes", "--cut", "--cluster", str(LAB_CLUSTER), hosts=None)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "drill: group haproxy1: failover" in result.stdout
+    assert "back on haproxy1" in result.stdout
+    assert http_name(FLOATING_IP) == "haproxy1"
