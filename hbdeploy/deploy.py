@@ -97,6 +97,7 @@ class Deployment:
         self.stamp = time.strftime("%Y%m%dT%H%M%S")
         self.plans: dict[str, HostPlan] = {}
         self.pushed: dict[str, list[str]] = {t.node.name: [] for t in targets}
+        self.applied: dict[str, str] = {}  # node -> "reload" | "restart" done in this run
 
     def say(self, target: Target, message: str) -> None:
         self.out(f"[{target.host}] {message}")
@@ -217,14 +218,20 @@ class Deployment:
         was_running = {t.node.name for t in self.targets if plans[t.node.name].facts.running}
         expected_up = set(was_running)
         done: list[Target] = []
-        for target in self.restart_order(plans):
+        order = self.restart_order(plans)
+        reloaded = self._rekey(order, plans, was_running)
+        for target in order:
             plan = plans[target.node.name]
             name = target.node.name
             peers = expected_up - {name}
+            if name in reloaded and plan.reload_only:
+                done.append(target)
+                continue
             if plan.reload_only:
                 self.say(target, f"reloading heartbeat ({', '.join(plan.changed_files)} "
                                  "re-read, resources kept)")
                 apply.reload(target.remote, plan.heartbeat_path)
+                self.applied[name] = "reload"
                 self.results[name].steps["service"] = "reloaded"
                 self._settle(target, plan, peers, check_groups=True)
                 done.append(target)
@@ -247,11 +254,34 @@ class Deployment:
                                  "its resources)")
             verb = "restarting" if plan.facts.running else "starting"
             self.say(target, f"{verb} heartbeat")
+            self.applied[name] = "restart"
             apply.restart(target.remote)
             self.results[name].steps["service"] = "changed"
             expected_up.add(name)
             self._settle(target, plan, peers, check_groups=bool(was_running))
             done.append(target)
+
+    def _rekey(self, order: list[Target], plans: dict[str, HostPlan],
+               was_running: set[str]) -> set[str]:
+        """A new password first reaches every running node by reload, back to back.
+
+        Nodes with different keys cannot hear each other; a reload takes about a second, far
+        less than deadtime, whereas waiting for a restarted node to see peers that still use
+        the old key would never end. Returns the nodes reloaded here.
+        """
+        rekey = [t for t in order if t.node.name in was_running
+                 and "authkeys" in plans[t.node.name].changed_files]
+        if not rekey or all(plans[t.node.name].reload_only for t in rekey):
+            return set()
+        for target in rekey:
+            self.say(target, "reloading heartbeat for the new password (ahead of restarts)")
+            apply.reload(target.remote, plans[target.node.name].heartbeat_path)
+            self.applied[target.node.name] = "reload"
+            self.results[target.node.name].steps["service"] = "reloaded"
+        for target in rekey:
+            self._settle(target, plans[target.node.name], was_running - {target.node.name},
+                         check_groups=True)
+        return {t.node.name for t in rekey}
 
     def _settle(self, target: Target, plan: HostPlan, peers: set[str],
                 check_groups: bool) -> None:
@@ -260,10 +290,13 @@ class Deployment:
             self.wait_healthy(target, peers, check_groups)
         except RemoteError as exc:
             self.results[target.node.name].steps["service"] = "failed"
-            self.roll_back(target, plan, exc)
+            self.say(target, f"FAILED: {exc}; the journal's last lines:")
+            for line in apply.journal(target.remote).splitlines():
+                self.out(f"[{target.host}]   journal: {line}")
+            self.roll_back()
             raise DeployError(f"{target.host}: heartbeat did not come up healthy "
-                              f"({exc}); previous files restored, rollout stopped "
-                              "before the next host") from None
+                              f"({exc}); previous files restored on every host, rollout "
+                              "stopped before the next host") from None
 
     def _held_by(self, node: str) -> list[str]:
         groups = snapshot(self.cluster, self.targets).groups
@@ -282,7 +315,10 @@ class Deployment:
             self.say(target, f"FAILED: {exc}")
             for peer in updated:
                 self.results[peer.node.name].steps["service"] = "failed"
-                self.roll_back(peer, self.plans[peer.node.name], exc)
+                self.say(peer, "the journal's last lines:")
+                for line in apply.journal(peer.remote).splitlines():
+                    self.out(f"[{peer.host}]   journal: {line}")
+            self.roll_back()
             target.remote.run(f"{HB_TAKEOVER} all", check=False, timeout=120)
             raise DeployError(
                 f"the handover from {target.host} failed ({exc}): the updated peers "
@@ -312,19 +348,24 @@ class Deployment:
         self.say(target, "heartbeat up" + (f", sees {', '.join(peers_sorted)} active"
                                            if peers_sorted else ""))
 
-    def roll_back(self, target: Target, plan: HostPlan, reason: Exception) -> None:
-        lines = apply.journal(target.remote)
-        self.say(target, f"FAILED: {reason}; the journal's last lines:")
-        for line in lines.splitlines():
-            self.out(f"[{target.host}]   journal: {line}")
-        pushed = self.pushed[target.node.name]
-        if pushed:
-            restored = apply.restore(target.remote, pushed, self.stamp)
-            self.say(target, f"restored the previous {', '.join(restored)}; restarting")
+    def roll_back(self) -> None:
+        """Put the previous files back on every host this run wrote to, and make heartbeat
+        read them again where it had read the new ones (reload or restart, as it did)."""
+        for target in self.targets:
+            name = target.node.name
+            if not self.pushed[name]:
+                continue
+            restored = apply.restore(target.remote, self.pushed[name], self.stamp)
+            how = self.applied.get(name)
+            self.say(target, f"restored the previous {', '.join(restored)}"
+                     + {"reload": "; reloading", "restart": "; restarting"}.get(how or "", ""))
             try:
-                apply.restart(target.remote)
+                if how == "reload":
+                    apply.reload(target.remote, self.plans[name].heartbeat_path)
+                elif how == "restart":
+                    apply.restart(target.remote)
             except RemoteError as exc:
-                self.say(target, f"restart with the previous files failed too: {exc}")
+                self.say(target, f"heartbeat with the previous files failed too: {exc}")
 
     # -- verify ---------------------------------------------------------------------------------
     def verify(self) -> list[str]:

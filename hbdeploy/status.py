@@ -47,6 +47,7 @@ class NodeView:
     peers: dict[str, str] = field(default_factory=dict)  # peer -> active/dead/...
     links: dict[str, str] = field(default_factory=dict)  # "peer/if" -> up/dead
     holds: list[str] = field(default_factory=list)  # groups (by preferred node)
+    partial: list[str] = field(default_factory=list)  # groups held with only some IPs
 
 
 @dataclass
@@ -96,8 +97,11 @@ def node_view(cluster: Cluster, name: str, remote: Remote) -> NodeView:
             view.links[f"{parts[1]}/{parts[2]}"] = parts[3]
         elif len(parts) == 2 and parts[0] == "addr":
             addrs.add(parts[1])
-    view.holds = [g.node for g in cluster.groups
-                  if g.floating_ips() and set(g.floating_ips()) <= addrs]
+    # A node holds a group when it has any of the group's floating IPs (during a rolling
+    # update that adds an IP, the running group has only the old ones); see `partial`.
+    view.holds = [g.node for g in cluster.groups if set(g.floating_ips()) & addrs]
+    view.partial = [g.node for g in cluster.groups
+                    if set(g.floating_ips()) & addrs and not set(g.floating_ips()) <= addrs]
     return view
 
 
@@ -125,6 +129,8 @@ def assess(cluster: Cluster, views: list[NodeView]) -> ClusterStatus:
         elif not v.heartbeat:
             problems.append(f"{v.node}: heartbeat is not running")
         else:
+            problems += [f"{v.node} holds only some floating IPs of group {g}"
+                         for g in v.partial]
             problems += [f"{v.node} sees {peer} {state}" for peer, state in v.peers.items()
                          if state != "active"]
             problems += [f"{v.node}: link {link} is {state}" for link, state in v.links.items()
