@@ -19,6 +19,17 @@ def load_cluster(explicit: str | os.PathLike[str] | None = None,
     return validate.load(source.read(path), environ)
 
 
+def warnings(cluster: Cluster) -> list[str]:
+    """Valid but risky choices, said out loud."""
+    found = []
+    if len(cluster.nodes) > 2:
+        found.append(
+            f"warning: {len(cluster.nodes)} nodes: heartbeat's haresources resource manager "
+            "is built for two; with three, cutting the holder put the group on both spares "
+            "in the lab (split brain), and standby/takeover are refused (docs/operations.md)")
+    return found
+
+
 def summary(cluster: Cluster) -> str:
     """A short human summary: nodes, resource groups, media, timings."""
     t = cluster.timings
@@ -39,4 +50,4 @@ def summary(cluster: Cluster) -> str:
         pings = list(cluster.ping) + [f"{name}({' '.join(ips)})"
                                       for name, ips in cluster.ping_groups]
         lines.append(f"ping (ipfail): {', '.join(pings)}")
-    return "\n".join(lines)
+    return "\n".join(lines + warnings(cluster))

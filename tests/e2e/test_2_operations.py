@@ -157,12 +157,6 @@ def test_bootstrap_a_hot_spare_then_decommission(serving: Lab, tmp_path: Path) -
     assert code == 0, report
     assert all(set(n["peers"].values()) == {"active"} and len(n["peers"]) == 2
                for n in report["nodes"])
-    lab.cut("haproxy1")
-    try:
-        poll(lambda: http_name(FLOATING_IP, timeout=0.3) in ("haproxy2", "haproxy3"), 30)
-    finally:
-        lab.heal("haproxy1")
-    poll(lambda: status(lab, three)[0] == 0, 120)
     result = cli(lab, "decommission", "haproxy3", "--cluster", str(LAB_CLUSTER), hosts=None,
                  tool="fab")
     assert result.returncode == 0, result.stdout + result.stderr
@@ -182,3 +176,29 @@ def test_drill(serving: Lab) -> None:
     assert "drill: group haproxy1: failover" in result.stdout
     assert "back on haproxy1" in result.stdout
     assert http_name(FLOATING_IP) == "haproxy1"
+
+
+def test_three_nodes_cut_primary_lands_on_a_spare(serving: Lab, tmp_path: Path) -> None:
+    """Last: heartbeat's haresources manager is a two-node design and a three-node cluster may
+    need its runbook after this (docs/operations.md); the lab is torn down afterwards."""
+    lab = serving
+    three = variant(tmp_path, "three.yml", ("  haproxy2: 10.213.0.12\n",
+                                            "  haproxy2: 10.213.0.12\n  haproxy3: 10.213.0.13\n"))
+    result = cli(lab, "bootstrap", "--cluster", str(three), hosts="haproxy3")
+    assert result.returncode == 0, result.stdout + result.stderr
+    poll(lambda: status(lab, three)[0] == 0, 60)
+    lab.cut("haproxy1")
+    try:
+        poll(lambda: http_name(FLOATING_IP, timeout=0.3) in ("haproxy2", "haproxy3"), 30)
+        spares = [n for n in ("haproxy2", "haproxy3")
+                  if FLOATING_IP in ssh(lab, n, "ip -4 -o addr").stdout]
+        print(f"with three nodes, cutting haproxy1 put the group on {spares}")
+    finally:
+        lab.heal("haproxy1")
+
+    def members_see_each_other() -> bool:
+        _, report = status(lab, three)
+        return all(n["heartbeat"] and set(n["peers"].values()) == {"active"}
+                   for n in report["nodes"])
+
+    poll(members_see_each_other, 120)
