@@ -1,0 +1,127 @@
+"""Fast tests of the decisions behind deploy and status (the lab tests prove them for real)."""
+
+from __future__ import annotations
+
+from hbdeploy import firewall, validate
+from hbdeploy.facts import HostFacts, parse
+from hbdeploy.plan import plan_host, preflight, sha256
+from hbdeploy.render import render_node
+from hbdeploy.source import from_document
+from hbdeploy.status import CRITICAL, DEGRADED, HEALTHY, NodeView, assess
+
+
+def cluster(**over: object):
+    doc = {"nodes": {"n1": "10.9.0.1", "n2": "10.9.0.2"},
+           "resources": {"n1": "10.9.0.100"}, "password": "pw-123"}
+    doc.update(over)
+    return validate.load(from_document(doc, None), environ={})  # type: ignore[arg-type]
+
+
+PROBE_OUTPUT = "\n".join([
+    "uname\tn1", "os_id\tdebian", "os_like\t", "os_version\t12", "init\tsystemd",
+    "pkg_tool\tapt", "pkg_version\t1:3.0.6-13+b2", "sha_ha.cf\tabc", "mode_ha.cf\t644 root",
+    "hb_active\tactive", "hb_enabled\tenabled", "hb_pid\t321", "addr\teth0 10.9.0.1",
+    "addr\teth0 10.9.0.100", "link\tlo", "link\teth0", "fw_tool\tiptables",
+    "fw_tool\tiptables-restore", "fw_rule\t-N HBDEPLOY", "fw_jump\tyes",
+])
+
+
+def test_facts_parse() -> None:
+    facts = parse(PROBE_OUTPUT)
+    assert (facts.uname, facts.os_id, facts.hb_pid, facts.installed) == ("n1", "debian", 321,
+                                                                         True)
+    assert facts.ips() == {"10.9.0.1", "10.9.0.100"}
+    assert facts.links == ["lo", "eth0"] and facts.fw_jump and facts.running
+    assert facts.checksums == {"ha.cf": "abc"}
+
+
+def test_preflight_names_both_fixes_for_a_wrong_hostname() -> None:
+    c = cluster()
+    facts = parse(PROBE_OUTPUT.replace("uname\tn1", "uname\tweb7"))
+    (problem,) = preflight("host-a", c.node("n1"), facts, c)
+    assert "`uname -n` prints 'web7'" in problem and "'n1'" in problem
+    assert "rename the node to 'web7'" in problem and "hostnamectl set-hostname n1" in problem
+
+
+def test_preflight_unsupported_os_missing_interface_and_address() -> None:
+    c = cluster(interface="eth1")
+    facts = parse(PROBE_OUTPUT.replace("os_id\tdebian", "os_id\tarch")
+                  .replace("addr\teth0 10.9.0.1\n", ""))
+    problems = " | ".join(preflight("h", c.node("n1"), facts, c))
+    assert "unsupported OS arch" in problems
+    assert "interface 'eth1'" in problems
+    assert "10.9.0.1 is not on any of its interfaces" in problems
+
+
+def test_plan_up_to_date_host_changes_nothing() -> None:
+    c = cluster()
+    node = c.node("n1")
+    files = render_node(c, "n1")
+    facts = parse(PROBE_OUTPUT)
+    facts.checksums = {n: sha256(f.content) for n, f in files.items()}
+    facts.modes = {n: f"{f.mode:o} root" for n, f in files.items()}
+    facts.fw_rules = firewall.chain_rules(c, node)
+    facts.fw_script = sha256(firewall.script(c, node))
+    facts.fw_unit = "enabled"
+    plan = plan_host("h", node, facts, c)
+    assert not plan.changes_anything and not plan.restart
+
+
+def test_plan_reload_only_for_hacf_and_authkeys_and_defer_haresources_on_holder() -> None:
+    c = cluster()
+    node = c.node("n1")
+    facts = parse(PROBE_OUTPUT)
+    files = render_node(c, "n1")
+    facts.checksums = {n: sha256(f.content) for n, f in files.items() if n == "haresources"}
+    facts.modes = {n: f"{f.mode:o} root" for n, f in files.items()}
+    plan = plan_host("h", node, facts, c)
+    assert sorted(plan.changed_files) == ["authkeys", "ha.cf"] and plan.reload_only
+    facts.checksums = {}
+    plan = plan_host("h", node, facts, c)
+    assert not plan.reload_only and plan.deferred == ["haresources"]  # n1 holds 10.9.0.100
+
+
+def test_firewall_rules_per_peer_mcast_and_ports() -> None:
+    c = cluster(nodes={"n1": "10.9.0.1", "n2": "10.9.0.2", "n3": "10.9.0.3"}, mode="mcast",
+                mcast_group="239.1.1.1", firewall={"ports": [80, "8000-8080/tcp", "53/udp"]})
+    rules = firewall.chain_rules(c, c.node("n2"))
+    assert rules == [
+        "-A HBDEPLOY -s 10.9.0.1/32 -p udp -m udp --dport 694 -j ACCEPT",
+        "-A HBDEPLOY -s 10.9.0.3/32 -p udp -m udp --dport 694 -j ACCEPT",
+        "-A HBDEPLOY -d 239.1.1.1/32 -p udp -m udp --dport 694 -j ACCEPT",
+        "-A HBDEPLOY -d 10.9.0.100/32 -p tcp -m tcp --dport 80 -j ACCEPT",
+        "-A HBDEPLOY -d 10.9.0.100/32 -p tcp -m tcp --dport 8000:8080 -j ACCEPT",
+        "-A HBDEPLOY -d 10.9.0.100/32 -p udp -m udp --dport 53 -j ACCEPT",
+    ]
+    assert "-A INPUT" not in firewall.script(c, c.node("n2")).replace("-C INPUT", "")
+
+
+def view(node: str, holds=(), reachable=True, heartbeat=True, peer_state="active"):
+    peer = "n2" if node == "n1" else "n1"
+    return NodeView(node, node, reachable=reachable, heartbeat=heartbeat,
+                    peers={peer: peer_state}, links={f"{peer}/eth0": "up"}, holds=list(holds))
+
+
+def test_status_codes() -> None:
+    c = cluster()
+    assert assess(c, [view("n1", ["n1"]), view("n2")]).code == HEALTHY
+    degraded = assess(c, [view("n1", ["n1"], peer_state="dead"), view("n2", reachable=False)])
+    assert degraded.code == DEGRADED
+    split = assess(c, [view("n1", ["n1"]), view("n2", ["n1"])])
+    assert split.code == CRITICAL and "split brain" in split.problems[0]
+    orphan = assess(c, [view("n1"), view("n2")])
+    assert orphan.code == CRITICAL and "orphaned" in orphan.problems[0]
+    nobody = assess(c, [view("n1", reachable=False), view("n2", reachable=False)])
+    assert nobody.code == CRITICAL and nobody.problems == ["no node is reachable"]
+
+
+def test_three_node_warning() -> None:
+    from hbdeploy.config import warnings
+
+    assert not warnings(cluster())
+    (warning,) = warnings(cluster(nodes={"n1": "10.9.0.1", "n2": "10.9.0.2", "n3": "10.9.0.3"}))
+    assert "built for two" in warning
+
+
+def test_host_facts_default_is_not_running() -> None:
+    assert not HostFacts().running and not HostFacts().installed
