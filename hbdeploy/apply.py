@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import shlex
 import time
 
 from . import firewall
 from .plan import HostPlan, os_family
 from .remote import Remote, RemoteError
-from .render import FILES
 
 BACKUP_DIR = "/etc/ha.d/.hbdeploy"
 GENERATIONS = 5
@@ -119,30 +117,6 @@ def reload(remote: Remote, heartbeat: str) -> None:
     remote.run(f"{heartbeat} -r", timeout=60)
 
 
-HEALTH = r"""
-LC_ALL=C
-if cl_status hbstatus >/dev/null 2>&1; then echo "hb up"; else echo "hb down"; fi
-for n in __PEERS__; do echo "peer $n $(cl_status nodestatus $n 2>/dev/null || echo unknown)"; done
-ip -o -4 addr show | while read -r _ dev _ addr _; do echo "addr ${addr%/*}"; done
-"""
-
-
-def health(remote: Remote, peers: list[str]) -> tuple[bool, dict[str, str], set[str]]:
-    """(heartbeat up, peer name -> status as this host sees it, addresses on this host)."""
-    script = HEALTH.replace("__PEERS__", " ".join(shlex.quote(p) for p in peers) or "")
-    _, out, _ = remote.run(script, check=False, timeout=30)
-    up, statuses, addrs = False, {}, set()
-    for line in out.splitlines():
-        parts = line.split()
-        if parts[:2] == ["hb", "up"]:
-            up = True
-        elif len(parts) == 3 and parts[0] == "peer":
-            statuses[parts[1]] = parts[2]
-        elif len(parts) == 2 and parts[0] == "addr":
-            addrs.add(parts[1])
-    return up, statuses, addrs
-
-
 def journal(remote: Remote, lines: int = 15) -> str:
     _code, out, _ = remote.run(f"journalctl -u heartbeat -n {lines} --no-pager -o cat",
                               check=False, timeout=30)
@@ -160,6 +134,3 @@ def wait_until(what: str, test, deadline: float, interval: float = 0.5):
             raise RemoteError(f"{what}: not within {deadline:.0f}s")
         time.sleep(interval)
 
-
-__all__ = ["FILES", "apply_firewall", "enable", "health", "install", "journal", "push",
-           "reload", "remove_firewall", "restart", "restore", "stop", "wait_until"]

@@ -20,7 +20,7 @@ from .model import Cluster
 from .plan import HostPlan, plan_host, preflight
 from .remote import RemoteError
 from .render import mask_authkeys
-from .status import snapshot
+from .status import node_view, snapshot
 from .targets import Target, match_targets
 
 Output = Callable[[str], None]
@@ -335,8 +335,8 @@ class Deployment:
         deadline = (t.initdead.ms if not peers else 2 * t.deadtime.ms) / 1000 + 15
 
         def healthy() -> bool:
-            up, statuses, _ = apply.health(target.remote, peers_sorted)
-            if not (up and all(statuses.get(p) == "active" for p in peers_sorted)):
+            view = node_view(self.cluster, target.node.name, target.remote)
+            if not (view.heartbeat and all(view.peers.get(p) == "active" for p in peers)):
                 return False
             if check_groups:
                 return all(len(h) == 1 for h in
@@ -377,17 +377,15 @@ class Deployment:
         problems: list[str] = []
 
         def placed() -> dict[str, list[str]] | None:
-            views = _parallel(lambda tg: apply.health(tg.remote, [n for n in names
-                                                                  if n != tg.node.name]),
-                              self.targets)
+            views = snapshot(self.cluster, self.targets).nodes
             holders: dict[str, list[str]] = {ip: [] for ip in floating}
-            for target, (up, statuses, addrs) in zip(self.targets, views, strict=True):
-                self.results[target.node.name].holds = sorted(set(floating) & addrs)
-                if not up or any(s != "active" for s in statuses.values()):
+            for view in views:
+                self.results[view.node].holds = sorted(view.floating)
+                if not view.heartbeat or any(view.peers.get(n) != "active"
+                                             for n in names if n != view.node):
                     return None
-                for ip in floating:
-                    if ip in addrs:
-                        holders[ip].append(target.node.name)
+                for ip in view.floating:
+                    holders[ip].append(view.node)
             if not all(len(h) == 1 for h in holders.values()):
                 return None
             # With auto_failback on, a group returns to its preferred node when it is up.

@@ -48,6 +48,7 @@ class NodeView:
     links: dict[str, str] = field(default_factory=dict)  # "peer/if" -> up/dead
     holds: list[str] = field(default_factory=list)  # groups (by preferred node)
     partial: list[str] = field(default_factory=list)  # groups held with only some IPs
+    floating: list[str] = field(default_factory=list)  # the cluster's floating IPs it has
 
 
 @dataclass
@@ -99,6 +100,7 @@ def node_view(cluster: Cluster, name: str, remote: Remote) -> NodeView:
             addrs.add(parts[1])
     # A node holds a group when it has any of the group's floating IPs (during a rolling
     # update that adds an IP, the running group has only the old ones); see `partial`.
+    view.floating = [ip for ip in cluster.floating_ips() if ip in addrs]
     view.holds = [g.node for g in cluster.groups if set(g.floating_ips()) & addrs]
     view.partial = [g.node for g in cluster.groups
                     if set(g.floating_ips()) & addrs and not set(g.floating_ips()) <= addrs]

@@ -81,7 +81,7 @@ def test_check_shows_the_diff_and_changes_nothing_then_deploy_applies(
     assert result.returncode == 0, result.stderr
     assert "[haproxy1]   -keepalive 1" in result.stdout
     assert "[haproxy2]   +keepalive 500ms" in result.stdout
-    assert "would restart heartbeat" in result.stdout
+    assert "would reload heartbeat (resources kept)" in result.stdout
     assert {n: state(lab, n) for n in NODES} == before
     result = cli(lab, "deploy", cluster=faster)
     assert result.returncode == 0, result.stdout + result.stderr
