@@ -98,6 +98,7 @@ class Deployment:
         self.plans: dict[str, HostPlan] = {}
         self.pushed: dict[str, list[str]] = {t.node.name: [] for t in targets}
         self.applied: dict[str, str] = {}  # node -> "reload" | "restart" done in this run
+        self.placed_before: set[str] = set()
 
     def say(self, target: Target, message: str) -> None:
         self.out(f"[{target.host}] {message}")
@@ -219,6 +220,12 @@ class Deployment:
         expected_up = set(was_running)
         done: list[Target] = []
         order = self.restart_order(plans)
+        if was_running:
+            # Placement is checked after each step for the groups that were placed well
+            # before the rollout: a step must not unplace them (heartbeat may still be
+            # settling an orphaned group it left after a partition; verify waits for that).
+            self.placed_before = {g for g, h in snapshot(self.cluster, self.targets)
+                                  .groups.items() if len(h) == 1}
         reloaded = self._rekey(order, plans, was_running)
         for target in order:
             plan = plans[target.node.name]
@@ -339,8 +346,8 @@ class Deployment:
             if not (view.heartbeat and all(view.peers.get(p) == "active" for p in peers)):
                 return False
             if check_groups:
-                return all(len(h) == 1 for h in
-                           snapshot(self.cluster, self.targets).groups.values())
+                groups = snapshot(self.cluster, self.targets).groups
+                return all(len(groups[g]) == 1 for g in self.placed_before if g in groups)
             return True
 
         apply.wait_until(f"{target.host}: heartbeat up and peers "
@@ -373,7 +380,9 @@ class Deployment:
         floating = list(self.cluster.floating_ips())
         names = [t.node.name for t in self.targets]
         t = self.cluster.timings
-        deadline = (t.initdead.ms + t.deadtime.ms) / 1000 + 15
+        # initdead for a fresh start; after a healed partition heartbeat needed up to 45 s
+        # in the lab to give an orphaned group back to a node.
+        deadline = (t.initdead.ms + 2 * t.deadtime.ms) / 1000 + 45
         problems: list[str] = []
 
         def placed() -> dict[str, list[str]] | None:
