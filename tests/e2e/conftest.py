@@ -5,7 +5,6 @@ from __future__ import annotations
 import subprocess
 import sys
 import time
-import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -61,15 +60,6 @@ def cli(lab: Lab, *args: str, tool: str = "hbdeploy", hosts: str | None = "hapro
         argv += ["--cluster", str(cluster)]
     return subprocess.run(argv, cwd=ROOT, capture_output=True, text=True, timeout=timeout,
                           check=False)
-
-
-def http_name(ip: str, timeout: float = 1) -> str | None:
-    """The name of the node answering HTTP on ``ip``, or None."""
-    try:
-        with urllib.request.urlopen(f"http://{ip}/", timeout=timeout) as response:
-            return response.read().decode().strip()
-    except OSError:
-        return None
 
 
 def poll(test: Callable[[], object], deadline: float, interval: float = 0.1) -> float:
