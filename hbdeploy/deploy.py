@@ -374,6 +374,27 @@ class Deployment:
             except RemoteError as exc:
                 self.say(target, f"heartbeat with the previous files failed too: {exc}")
 
+    def _adopt_orphans(self, holders: dict[str, list[str]],
+                       orphaned_since: dict[str, float]) -> None:
+        """A group that no node holds while every node is active is an outage heartbeat
+        does not always end by itself (seen in the lab after a healed partition, with
+        auto_failback off: "No one owns our local resources!" for good). After twice deadtime
+        its preferred node takes it (hb_takeover local)."""
+        now = time.monotonic()
+        patience = 2 * self.cluster.timings.deadtime.ms / 1000
+        for group in self.cluster.groups:
+            ips = group.floating_ips()
+            if not ips or any(holders[ip] for ip in ips):
+                orphaned_since.pop(group.node, None)
+                continue
+            since = orphaned_since.setdefault(group.node, now)
+            owner = next((t for t in self.targets if t.node.name == group.node), None)
+            if owner is not None and now - since >= patience:
+                self.say(owner, f"group {group.node} is held by no node (orphaned after a "
+                                "partition): hb_takeover local")
+                owner.remote.run(f"{HB_TAKEOVER} local", check=False, timeout=120)
+                orphaned_since[group.node] = now + patience  # give it time before again
+
     # -- verify ---------------------------------------------------------------------------------
     def verify(self) -> list[str]:
         """Each floating IP held by exactly one node and answering from a peer."""
@@ -385,6 +406,8 @@ class Deployment:
         deadline = (t.initdead.ms + 2 * t.deadtime.ms) / 1000 + 45
         problems: list[str] = []
 
+        orphaned_since: dict[str, float] = {}
+
         def placed() -> dict[str, list[str]] | None:
             views = snapshot(self.cluster, self.targets).nodes
             holders: dict[str, list[str]] = {ip: [] for ip in floating}
@@ -395,6 +418,7 @@ class Deployment:
                     return None
                 for ip in view.floating:
                     holders[ip].append(view.node)
+            self._adopt_orphans(holders, orphaned_since)
             if not all(len(h) == 1 for h in holders.values()):
                 return None
             # With auto_failback on, a group returns to its preferred node when it is up.

@@ -19,7 +19,7 @@ from .sh import LabError, Report, run, run_with_progress
 SUITE = "bookworm"
 PACKAGES = (
     "openssh-server", "systemd", "systemd-sysv", "dbus", "iproute2", "iptables", "nftables",
-    "procps", "python3-minimal", "iputils-ping", "ca-certificates", "kmod",
+    "procps", "python3-minimal", "iputils-ping", "ca-certificates", "kmod", "sudo",
 )
 OFFLINE_PACKAGES = ("heartbeat",)
 IMAGE_VERSION = 1  # bump when the customisation below changes

@@ -140,6 +140,33 @@ def test_unknown_host_key_is_refused(deployed: Lab, tmp_path: Path) -> None:
     assert state(lab, "haproxy1") == before
 
 
+SUDO_USER = (
+    "id ops >/dev/null 2>&1 || useradd -m -s /bin/sh ops; "
+    "install -d -m 700 -o ops -g ops /home/ops/.ssh; "
+    "install -m 600 -o ops -g ops /root/.ssh/authorized_keys /home/ops/.ssh/authorized_keys; "
+    "echo 'ops ALL=(ALL) NOPASSWD:ALL' > /etc/sudoers.d/ops; chmod 440 /etc/sudoers.d/ops")
+
+
+def test_deploy_as_a_user_with_sudo(deployed: Lab, tmp_path: Path) -> None:
+    lab = deployed
+    for node in NODES:
+        ssh(lab, node, SUDO_USER)
+    config = tmp_path / "ssh_config"
+    config.write_text(lab.ssh_config_path.read_text().replace("User root", "User ops"))
+    changed = variant(tmp_path, "warntime: 3", "warntime: 4")
+    result = subprocess.run(
+        [str(Path(sys.executable).parent / "hbdeploy"), "-S", str(config), "-H",
+         "haproxy1,haproxy2", "deploy", "--cluster", str(changed)],
+        capture_output=True, text=True, timeout=300, check=False)
+    assert result.returncode == 0, result.stdout + result.stderr
+    for node in NODES:
+        assert "warntime 4" in ssh(lab, node, "cat /etc/ha.d/ha.cf").stdout
+        modes = ssh(lab, node, "stat -c '%U %a' /etc/ha.d/ha.cf /etc/ha.d/authkeys").stdout
+        assert modes.split("\n")[:2] == ["root 644", "root 600"]
+        assert not ssh(lab, node, "ls /home/ops/.hbdeploy-* 2>/dev/null", check=False).stdout
+    assert cli(lab, "deploy").returncode == 0
+
+
 def hb_links_up(lab: Lab, node: str, peer: str) -> bool:
     return ssh(lab, node, f"cl_status nodestatus {peer}", check=False).stdout.strip() == "active"
 

@@ -14,6 +14,13 @@ from hbdeploy.lab.machine import nspawn_pids
 from .conftest import LAB_NODES, poll, ssh
 
 
+@pytest.fixture(scope="module", autouse=True)
+def fresh_lab(lab: Lab) -> None:
+    """The lab tests start from bare nodes, whatever earlier modules deployed."""
+    lab.down()
+    lab.up(nodes=LAB_NODES)
+
+
 def http_name(ip: str, timeout: float = 2) -> str:
     with urllib.request.urlopen(f"http://{ip}/", timeout=timeout) as response:
         return response.read().decode().strip()
@@ -96,6 +103,23 @@ def test_kill_then_start_keeps_the_disk(lab: Lab) -> None:
 def test_unknown_node_is_a_clear_error(lab: Lab) -> None:
     with pytest.raises(LabError, match="not a lab node"):
         lab.cut("nosuch")
+
+
+def test_demo_runs_the_main_job(lab: Lab, tmp_path) -> None:
+    """The README's first command: lab up, deploy examples/lab.yml, status, timed drill."""
+    import sys
+    from pathlib import Path
+
+    exe = str(Path(sys.executable).parent / "hbdeploy")
+    result = subprocess.run([exe, "demo"], cwd=tmp_path, capture_output=True, text=True,
+                            timeout=900, check=False)
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+    out = result.stdout
+    for step in ("== 1/4 lab up", "== 2/4 deploy", "== 3/4 status", "== 4/4 failover drill"):
+        assert step in out
+    assert "10.213.0.100 answered from haproxy2" in out
+    assert "answered from haproxy1 again" in out
+    assert "lab-only-not-a-secret" not in out + result.stderr
 
 
 def test_killed_run_then_down_leaves_nothing(lab: Lab) -> None:
