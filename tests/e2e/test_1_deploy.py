@@ -11,8 +11,9 @@ from pathlib import Path
 import pytest
 
 from hbdeploy.lab import Lab
+from hbdeploy.lab.demo import http_name
 
-from .conftest import FLOATING_IP, LAB_CLUSTER, cli, http_name, observe, poll, ssh
+from .conftest import FLOATING_IP, LAB_CLUSTER, cli, observe, poll, ssh
 
 NODES = ("haproxy1", "haproxy2")
 STATE = ("stat -c '%n %U %a %Y' /etc/ha.d/ha.cf /etc/ha.d/haresources /etc/ha.d/authkeys; "

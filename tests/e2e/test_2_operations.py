@@ -9,8 +9,9 @@ from pathlib import Path
 import pytest
 
 from hbdeploy.lab import Lab
+from hbdeploy.lab.demo import http_name
 
-from .conftest import FLOATING_IP, LAB_CLUSTER, cli, http_name, poll, ssh
+from .conftest import FLOATING_IP, LAB_CLUSTER, cli, poll, ssh
 from .traffic import HolderWatch, Traffic
 
 NODES = ("haproxy1", "haproxy2")
