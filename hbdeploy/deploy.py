@@ -168,7 +168,7 @@ class Deployment:
                     note = apply.install(target.remote, plan)
                     result.steps["install"] = "changed"
                     for line in note.splitlines():
-                        if line.startswith("disabled pacemaker"):
+                        if self.verbose or line.startswith("disabled pacemaker"):
                             self.say(target, line)
                 step = "files"
                 now = [f for f in plan.changed_files if f not in plan.deferred]

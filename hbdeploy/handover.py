@@ -63,7 +63,7 @@ def standby(cluster: Cluster, targets: list[Target], node: str,
     start = time.monotonic()
     with Prober(ips) as prober:
         out(f"[{node}] hb_standby: handing over {', '.join(moving)}")
-        apply_run(target, HB_STANDBY)
+        target.remote.run(HB_STANDBY, timeout=120)
         wait_placement(cluster, targets, lambda groups: all(
             len(groups[g]) == 1 and node not in groups[g] for g in moving),
             move_deadline(cluster), f"{node} handing over {', '.join(moving)}")
@@ -81,17 +81,13 @@ def takeover(cluster: Cluster, targets: list[Target], node: str,
     start = time.monotonic()
     with Prober(ips) as prober:
         out(f"[{node}] hb_takeover: taking every resource group")
-        apply_run(target, f"{HB_TAKEOVER} all")
+        target.remote.run(f"{HB_TAKEOVER} all", timeout=120)
         wait_placement(cluster, targets, lambda groups: all(
             h == [node] for h in groups.values()), move_deadline(cluster),
             f"{node} taking over")
     took = time.monotonic() - start
     out(f"[{node}] takeover complete in {took:.1f}s; {prober.summary()}")
     return took
-
-
-def apply_run(target: Target, command: str) -> None:
-    target.remote.run(command, timeout=120)
 
 
 def _target(targets: list[Target], node: str) -> Target:
