@@ -477,4 +477,14 @@ def deploy_cluster(cluster: Cluster, connections: Sequence[Connection], *, check
     if problems:
         recap.failed = True
         recap.messages += problems
+        if any(run.pushed.values()):
+            # The new configuration did not come up as a whole: put the previous one back.
+            for target in targets:
+                if any(g.node == target.node.name for g in cluster.groups):
+                    run.say(target, "the journal's last lines:")
+                    for line in apply.journal(target.remote).splitlines():
+                        run.out(f"[{target.host}]   journal: {line}")
+            run.roll_back()
+            recap.messages.append("the new configuration did not come up: previous files "
+                                  "restored on every host written to")
     return recap
