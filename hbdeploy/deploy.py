@@ -37,8 +37,6 @@ class HostResult:
     node: str
     steps: dict[str, str] = field(default_factory=lambda: dict.fromkeys(STEPS, "ok"))
     holds: list[str] = field(default_factory=list)
-    pid_before: int = 0
-    pid_after: int = 0
 
 
 @dataclass
@@ -115,7 +113,6 @@ class Deployment:
             problems += preflight(target.host, target.node, host_facts, self.cluster)
             plans[target.node.name] = plan_host(target.host, target.node, host_facts,
                                                 self.cluster)
-            self.results[target.node.name].pid_before = host_facts.hb_pid
         if problems:
             raise DeployError("pre-flight failed, no host was changed:\n  "
                               + "\n  ".join(problems))
