@@ -436,10 +436,11 @@ class Deployment:
             probe = next((tg for tg in self.targets if tg.node.name != holder), None)
             if probe is None:
                 continue
-            code, _, _ = probe.remote.run(f"ping -c 1 -W 2 {ip}", check=False, timeout=30)
+            # One reply within 10 s: right after a move a peer's ARP entry may still be stale.
+            code, _, _ = probe.remote.run(f"ping -n -c 1 -w 10 {ip}", check=False, timeout=30)
             if code != 0:
                 problems.append(f"floating IP {ip} (on {holder}) does not answer ping from "
-                                f"{probe.node.name}")
+                                f"{probe.node.name} within 10s")
         return problems
 
 
