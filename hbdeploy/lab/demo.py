@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 import urllib.request
 from collections.abc import Callable
 from importlib import resources
@@ -12,7 +11,7 @@ from .. import config
 from ..deploy import deploy_cluster
 from ..remote import connections
 from .lab import Lab
-from .sh import LabError
+from .sh import LabError, poll
 
 EXAMPLE = Path(str(resources.files("hbdeploy.examples").joinpath("lab.yml")))
 
@@ -24,15 +23,6 @@ def http_name(ip: str, timeout: float = 0.3) -> str | None:
             return response.read().decode().strip()
     except OSError:
         return None
-
-
-def wait_for(test: Callable[[], bool], deadline: float, what: str) -> float:
-    start = time.monotonic()
-    while not test():
-        if time.monotonic() - start > deadline:
-            raise LabError(f"{what}: not within {deadline:.0f}s")
-        time.sleep(0.05)
-    return time.monotonic() - start
 
 
 def run_demo(cluster_file: Path = EXAMPLE, out: Callable[[str], None] = print) -> None:
@@ -56,11 +46,11 @@ def run_demo(cluster_file: Path = EXAMPLE, out: Callable[[str], None] = print) -
     group = cluster.groups[0]
     ip, primary = group.floating_ips()[0], group.node
     step(f"4/4 failover drill: cut {primary}, measure until {ip} answers from a spare")
-    wait_for(lambda: http_name(ip) == primary, 60, f"{ip} answering from {primary}")
+    poll(f"{ip} answering from {primary}", lambda: http_name(ip) == primary, 60, 0.05)
     lab.cut(primary)
     try:
-        failover = wait_for(lambda: http_name(ip) not in (None, primary), 60,
-                            f"{ip} answering from a spare")
+        failover = poll(f"{ip} answering from a spare",
+                        lambda: http_name(ip) not in (None, primary), 60, 0.05)
         spare = http_name(ip)
         out(f"{ip} answered from {spare} {failover:.1f}s after {primary} was cut "
             f"(deadtime {cluster.timings.deadtime})")
@@ -68,7 +58,7 @@ def run_demo(cluster_file: Path = EXAMPLE, out: Callable[[str], None] = print) -
         lab.heal(primary)
     out(f"{primary} healed")
     if cluster.auto_failback == "on":
-        back = wait_for(lambda: http_name(ip) == primary, 120, f"{ip} back on {primary}")
+        back = poll(f"{ip} back on {primary}", lambda: http_name(ip) == primary, 120, 0.05)
         out(f"{ip} answered from {primary} again {back:.1f}s after the heal (auto_failback on; "
             "heartbeat first releases the group on both sides after a partition)")
     out("\ndone: the lab stays up (hbdeploy lab.status, lab.down when finished)")

@@ -75,12 +75,14 @@ def check_requirements() -> None:
         raise LabError(f"the lab needs these packages: apt-get install {' '.join(missing)}")
 
 
-def poll(what: str, test: Callable[[], bool], deadline: float, interval: float = 0.2) -> None:
-    """Call ``test`` until it is true; LabError naming ``what`` after ``deadline`` seconds."""
-    end = time.monotonic() + deadline
+def poll(what: str, test: Callable[[], bool], deadline: float, interval: float = 0.2) -> float:
+    """Call ``test`` until it is true and return the seconds that took; LabError naming
+    ``what`` after ``deadline`` seconds."""
+    start = time.monotonic()
+    end = start + deadline
     while True:
         if test():
-            return
+            return time.monotonic() - start
         if time.monotonic() > end:
             raise LabError(f"{what}: not within {deadline:.0f}s")
         time.sleep(interval)
