@@ -75,26 +75,44 @@ def restore(remote: Remote, names: list[str], stamp: str) -> list[str]:
 
 
 def apply_firewall(remote: Remote, plan: HostPlan) -> None:
-    """Install the firewall script and its boot unit, then run it."""
-    remote.write_file(firewall.SCRIPT_PATH, plan.firewall_script, 0o755)
-    remote.write_file(firewall.UNIT_PATH, firewall.UNIT, 0o644)
-    remote.run(f"systemctl daemon-reload && systemctl enable hbdeploy-firewall.service "
-               f">/dev/null 2>&1 && {firewall.SCRIPT_PATH} apply")
+    """Install the firewall script (and, where the backend needs it, its boot unit), then
+    run it. Rules an earlier run left with another backend are removed first."""
+    script = firewall.SCRIPT_PATH
+    if plan.facts.fw_backend and plan.facts.fw_backend != plan.firewall_backend:
+        remote.run(f"sh {script} remove")
+    remote.write_file(script, plan.firewall_script, 0o755)
+    if firewall.boot_unit(plan.firewall_backend):
+        # Run through the unit, so that it is active: a restart of nftables.service or
+        # netfilter-persistent (PartOf) then restarts it and puts the rules back.
+        remote.write_file(firewall.UNIT_PATH, firewall.UNIT, 0o644)
+        remote.run("systemctl daemon-reload && systemctl enable -q hbdeploy-firewall.service "
+                   "&& { systemctl restart hbdeploy-firewall.service || { journalctl -u "
+                   "hbdeploy-firewall -n 5 --no-pager -o cat >&2; exit 1; }; }", timeout=120)
+        return
+    if plan.facts.fw_unit:
+        _remove_unit(remote)
+    remote.run(f"{script} apply", timeout=120)
+
+
+def _remove_unit(remote: Remote) -> None:
+    remote.run(f"systemctl disable hbdeploy-firewall.service >/dev/null 2>&1 || true; "
+               f"rm -f {firewall.UNIT_PATH}; systemctl daemon-reload")
 
 
 def remove_firewall(remote: Remote) -> bool:
-    """Take hbdeploy's rules, script and unit away; True when there was something to remove."""
+    """Take hbdeploy's rules, script and unit away; True when there was something to remove.
+    A chain HBDEPLOY left without its script (an interrupted run) goes too."""
+    chain = firewall.iptables.CHAIN
     _code, out, _ = remote.run(
-        f"found=no; if [ -x {firewall.SCRIPT_PATH} ]; then {firewall.SCRIPT_PATH} remove; "
+        f"found=no; if [ -f {firewall.SCRIPT_PATH} ]; then sh {firewall.SCRIPT_PATH} remove; "
         "found=yes; fi; "
-        f"if iptables -w -S {firewall.CHAIN} >/dev/null 2>&1; then "
-        f"while iptables -w -C INPUT -j {firewall.CHAIN} 2>/dev/null; do "
-        f"iptables -w -D INPUT -j {firewall.CHAIN}; done; iptables -w -F {firewall.CHAIN}; "
-        f"iptables -w -X {firewall.CHAIN}; found=yes; fi; "
-        f"if [ -f {firewall.UNIT_PATH} ]; then systemctl disable hbdeploy-firewall.service "
-        f">/dev/null 2>&1 || true; rm -f {firewall.UNIT_PATH}; systemctl daemon-reload; "
-        "found=yes; fi; "
-        f"rm -f {firewall.SCRIPT_PATH}; echo $found")
+        f"if command -v iptables >/dev/null && iptables -w -S {chain} >/dev/null 2>&1; then "
+        f"while iptables -w -C INPUT -j {chain} 2>/dev/null; do "
+        f"iptables -w -D INPUT -j {chain}; done; iptables -w -F {chain}; "
+        f"iptables -w -X {chain}; found=yes; fi; "
+        f"if [ -f {firewall.UNIT_PATH} ]; then found=yes; fi; echo $found", timeout=120)
+    _remove_unit(remote)
+    remote.run(f"rm -f {firewall.SCRIPT_PATH}")
     return out.strip().endswith("yes")
 
 

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 
 from fabric import Connection
 
-from . import apply, facts
+from . import apply, facts, firewall
 from .errors import HbdeployError
 from .handover import HB_STANDBY, HB_TAKEOVER, move_deadline, wait_placement
 from .model import Cluster
@@ -140,8 +140,11 @@ class Deployment:
                 for line in diff:
                     self.out(f"[{target.host}]   {line.rstrip()}")
             if plan.firewall:
-                self.say(target, f"would load firewall chain HBDEPLOY "
-                                 f"({len(plan.firewall_script.splitlines())} lines of script)")
+                wanted = firewall.rules(plan.firewall_backend, self.cluster, plan.node)
+                self.say(target, f"would put {len(wanted)} firewall rules in place "
+                                 f"({firewall.describe(plan.firewall_backend)}):")
+                for line in wanted:
+                    self.out(f"[{target.host}]   {line}")
             if plan.enable:
                 self.say(target, "would enable heartbeat at boot")
             if plan.reload_only:
@@ -181,7 +184,8 @@ class Deployment:
                 elif plan.firewall:
                     apply.apply_firewall(target.remote, plan)
                     result.steps["firewall"] = "changed"
-                    self.say(target, "firewall rules loaded (chain HBDEPLOY)")
+                    self.say(target, "firewall rules in place "
+                                     f"({firewall.describe(plan.firewall_backend)})")
                 step = "service"
                 if plan.enable:
                     apply.enable(target.remote)

@@ -5,14 +5,14 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 
-from .firewall import CHAIN
+from . import firewall
 from .remote import Remote
 from .render import FILES
 
 MANAGED_DIR = "/etc/ha.d"
 
 # POSIX sh; every section prints "key<TAB>value" lines. It only reads.
-PROBE = r"""
+PROBE = (r"""
 LC_ALL=C; export LC_ALL
 p() { printf '%s\t%s\n' "$1" "$2"; }
 p uname "$(uname -n)"
@@ -34,19 +34,21 @@ p hb_pid "$(systemctl show -p MainPID --value heartbeat 2>/dev/null)"
 ip -o -4 addr show 2>/dev/null | while read -r _ dev _ addr _; do p addr "$dev ${addr%/*}"; done
 ip -o link show 2>/dev/null | while read -r _ dev _; do dev=${dev%:}; p link "${dev%%@*}"; done
 if command -v ufw >/dev/null 2>&1 && ufw status 2>/dev/null | grep -q 'Status: active'; then p fw_active ufw; fi
-if command -v firewall-cmd >/dev/null 2>&1 && firewall-cmd --state >/dev/null 2>&1; then p fw_active firewalld; fi
+if command -v firewall-cmd >/dev/null 2>&1 && firewall-cmd --state >/dev/null 2>&1; then
+  p fw_active firewalld; p fw_firewalld "$(firewall-cmd --version 2>/dev/null)"
+fi
 command -v iptables >/dev/null 2>&1 && p fw_tool iptables
 command -v iptables-restore >/dev/null 2>&1 && p fw_tool iptables-restore
 command -v nft >/dev/null 2>&1 && p fw_tool nft
-if command -v iptables >/dev/null 2>&1; then
-  iptables -w -S __CHAIN__ 2>/dev/null | while read -r line; do p fw_rule "$line"; done
-  iptables -w -C INPUT -j __CHAIN__ 2>/dev/null && p fw_jump yes
-  p fw_policy "$(iptables -w -S INPUT 2>/dev/null | sed -n 's/^-P INPUT //p')"
+[ -f __UNIT__ ] && p fw_unit "$(systemctl is-enabled hbdeploy-firewall 2>/dev/null)"
+if [ -f __SCRIPT__ ]; then
+  p fw_script "$(sha256sum __SCRIPT__ | cut -d' ' -f1)"
+  p fw_backend "$(sed -n 's/^__MARK__//p' __SCRIPT__)"
+  if sh __SCRIPT__ check >/dev/null 2>&1; then p fw_check ok; else p fw_check differs; fi
 fi
-[ -f /etc/systemd/system/hbdeploy-firewall.service ] && p fw_unit "$(systemctl is-enabled hbdeploy-firewall 2>/dev/null)"
-[ -f /usr/local/sbin/hbdeploy-firewall ] && p fw_script "$(sha256sum /usr/local/sbin/hbdeploy-firewall | cut -d' ' -f1)"
 true
-""".replace("__CHAIN__", CHAIN)
+""".replace("__UNIT__", firewall.UNIT_PATH).replace("__SCRIPT__", firewall.SCRIPT_PATH)
+    .replace("__MARK__", firewall.BACKEND_MARK))
 
 
 @dataclass
@@ -69,11 +71,11 @@ class HostFacts:
     links: list[str] = field(default_factory=list)
     fw_active: list[str] = field(default_factory=list)
     fw_tools: list[str] = field(default_factory=list)
-    fw_rules: list[str] = field(default_factory=list)
-    fw_jump: bool = False
-    fw_policy: str = ""
+    fw_firewalld: str = ""  # firewalld's version, when it is running
     fw_unit: str = ""
-    fw_script: str = ""
+    fw_script: str = ""  # sha256 of hbdeploy's firewall script, when there is one
+    fw_backend: str = ""  # the backend that script drives
+    fw_check: str = ""  # "ok" when that script finds its rules in place
 
     @property
     def installed(self) -> bool:
@@ -109,10 +111,6 @@ def parse(output: str) -> HostFacts:
             facts.fw_active.append(value)
         elif key == "fw_tool":
             facts.fw_tools.append(value)
-        elif key == "fw_rule":
-            facts.fw_rules.append(value)
-        elif key == "fw_jump":
-            facts.fw_jump = True
         elif key == "hb_pid":
             facts.hb_pid = int(value) if value.isdigit() else 0
         elif key in HostFacts.__dataclass_fields__:

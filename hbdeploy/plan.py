@@ -46,6 +46,7 @@ class HostPlan:
     changed_files: list[str] = field(default_factory=list)
     install: bool = False
     firewall: bool = False
+    firewall_backend: str = ""
     firewall_script: str = ""
     enable: bool = False
     floating_ips: tuple[str, ...] = ()
@@ -106,13 +107,9 @@ def preflight(host: str, node: Node, facts: HostFacts, cluster: Cluster) -> list
         problems.append(f"{host}: the node's address {node.ip} is not on any of its "
                         f"interfaces (it has {', '.join(sorted(facts.ips())) or 'none'})")
     if cluster.firewall.enabled:
-        if facts.fw_active:
-            problems.append(f"{host}: {facts.fw_active[0]} is active; hbdeploy drives iptables "
-                            f"only so far: open udp/{cluster.udpport} from the peers yourself "
-                            "and set firewall: false")
-        elif "iptables" not in facts.fw_tools or "iptables-restore" not in facts.fw_tools:
-            problems.append(f"{host}: iptables is not installed; install it or set "
-                            "firewall: false")
+        backend, why = firewall.choose(facts)
+        if backend is None:
+            problems.append(f"{host}: {why}")
     return problems
 
 
@@ -128,9 +125,12 @@ def plan_host(host: str, node: Node, facts: HostFacts, cluster: Cluster) -> Host
                 or facts.modes.get(name) != wanted_mode):
             plan.changed_files.append(name)
     if cluster.firewall.enabled:
-        plan.firewall_script = firewall.script(cluster, node)
-        plan.firewall = (
-            facts.fw_script != sha256(plan.firewall_script) or facts.fw_unit != "enabled"
-            or not firewall.in_place(cluster, node, facts.fw_rules, facts.fw_jump))
+        backend, _ = firewall.choose(facts)
+        if backend:  # preflight has refused the host otherwise
+            plan.firewall_backend = backend
+            plan.firewall_script = firewall.script(backend, cluster, node)
+            unit_state = "enabled" if firewall.boot_unit(backend) else ""
+            plan.firewall = (facts.fw_script != sha256(plan.firewall_script)
+                             or facts.fw_check != "ok" or facts.fw_unit != unit_state)
     plan.enable = facts.hb_enabled != "enabled"
     return plan

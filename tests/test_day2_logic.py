@@ -22,7 +22,7 @@ PROBE_OUTPUT = "\n".join([
     "pkg_tool\tapt", "pkg_version\t1:3.0.6-13+b2", "sha_ha.cf\tabc", "mode_ha.cf\t644 root",
     "hb_active\tactive", "hb_enabled\tenabled", "hb_pid\t321", "addr\teth0 10.9.0.1",
     "addr\teth0 10.9.0.100", "link\tlo", "link\teth0", "fw_tool\tiptables",
-    "fw_tool\tiptables-restore", "fw_rule\t-N HBDEPLOY", "fw_jump\tyes",
+    "fw_tool\tiptables-restore", "fw_tool\tnft", "fw_backend\tiptables", "fw_check\tok",
 ])
 
 
@@ -31,7 +31,8 @@ def test_facts_parse() -> None:
     assert (facts.uname, facts.os_id, facts.hb_pid, facts.installed) == ("n1", "debian", 321,
                                                                          True)
     assert facts.ips() == {"10.9.0.1", "10.9.0.100"}
-    assert facts.links == ["lo", "eth0"] and facts.fw_jump and facts.running
+    assert facts.links == ["lo", "eth0"] and facts.fw_check == "ok" and facts.running
+    assert facts.fw_tools == ["iptables", "iptables-restore", "nft"]
     assert facts.checksums == {"ha.cf": "abc"}
 
 
@@ -60,8 +61,7 @@ def test_plan_up_to_date_host_changes_nothing() -> None:
     facts = parse(PROBE_OUTPUT)
     facts.checksums = {n: sha256(f.content) for n, f in files.items()}
     facts.modes = {n: f"{f.mode:o} root" for n, f in files.items()}
-    facts.fw_rules = firewall.chain_rules(c, node)
-    facts.fw_script = sha256(firewall.script(c, node))
+    facts.fw_script = sha256(firewall.script("iptables", c, node))
     facts.fw_unit = "enabled"
     plan = plan_host("h", node, facts, c)
     assert not plan.changes_anything and not plan.restart
@@ -81,11 +81,14 @@ def test_plan_reload_only_for_hacf_and_authkeys_and_defer_haresources_on_holder(
     assert not plan.reload_only and plan.deferred == ["haresources"]  # n1 holds 10.9.0.100
 
 
+def three_node_mcast_with_ports():
+    return cluster(nodes={"n1": "10.9.0.1", "n2": "10.9.0.2", "n3": "10.9.0.3"}, mode="mcast",
+                   mcast_group="239.1.1.1", firewall={"ports": [80, "8000-8080/tcp", "53/udp"]})
+
+
 def test_firewall_rules_per_peer_mcast_and_ports() -> None:
-    c = cluster(nodes={"n1": "10.9.0.1", "n2": "10.9.0.2", "n3": "10.9.0.3"}, mode="mcast",
-                mcast_group="239.1.1.1", firewall={"ports": [80, "8000-8080/tcp", "53/udp"]})
-    rules = firewall.chain_rules(c, c.node("n2"))
-    assert rules == [
+    c = three_node_mcast_with_ports()
+    assert firewall.rules("iptables", c, c.node("n2")) == [
         "-A HBDEPLOY -s 10.9.0.1/32 -p udp -m udp --dport 694 -j ACCEPT",
         "-A HBDEPLOY -s 10.9.0.3/32 -p udp -m udp --dport 694 -j ACCEPT",
         "-A HBDEPLOY -d 239.1.1.1/32 -p udp -m udp --dport 694 -j ACCEPT",
@@ -93,7 +96,68 @@ def test_firewall_rules_per_peer_mcast_and_ports() -> None:
         "-A HBDEPLOY -d 10.9.0.100/32 -p tcp -m tcp --dport 8000:8080 -j ACCEPT",
         "-A HBDEPLOY -d 10.9.0.100/32 -p udp -m udp --dport 53 -j ACCEPT",
     ]
-    assert "-A INPUT" not in firewall.script(c, c.node("n2")).replace("-C INPUT", "")
+    assert "-A INPUT" not in firewall.script("iptables", c, c.node("n2")).replace("-C INPUT", "")
+
+
+def test_firewall_rules_in_each_tools_own_listing_syntax() -> None:
+    c = three_node_mcast_with_ports()
+    n2 = c.node("n2")
+    assert firewall.rules("nftables", c, n2)[::2] == [
+        'ip saddr 10.9.0.1 udp dport 694 accept comment "hbdeploy"',
+        'ip daddr 239.1.1.1 udp dport 694 accept comment "hbdeploy"',
+        'ip daddr 10.9.0.100 tcp dport 8000-8080 accept comment "hbdeploy"',
+    ]
+    assert firewall.rules("ufw", c, n2)[::2] == [
+        "allow from 10.9.0.1 to any port 694 proto udp",
+        "allow to 239.1.1.1 port 694 proto udp",
+        "allow to 10.9.0.100 port 8000:8080 proto tcp",
+    ]
+    assert firewall.rules("firewalld", c, n2)[::2] == [
+        'rule family="ipv4" source address="10.9.0.1" port port="694" protocol="udp" accept',
+        'rule family="ipv4" destination address="239.1.1.1" port port="694" protocol="udp" '
+        'accept',
+        'rule family="ipv4" destination address="10.9.0.100" port port="8000-8080" '
+        'protocol="tcp" accept',
+    ]
+    plain = cluster()
+    assert firewall.rules("ufw", plain, plain.node("n1"))[-1] == "allow to 10.9.0.100"
+    assert firewall.rules("nftables", plain, plain.node("n1"))[-1] == (
+        'ip daddr 10.9.0.100 accept comment "hbdeploy"')
+
+
+def test_firewall_backend_follows_what_the_host_runs() -> None:
+    facts = parse(PROBE_OUTPUT)
+    assert firewall.choose(facts) == ("iptables", "")
+    facts.fw_tools = ["nft"]
+    assert firewall.choose(facts) == ("nftables", "")
+    facts.fw_active = ["firewalld"]
+    facts.fw_firewalld = "0.6.3"
+    backend, why = firewall.choose(facts)
+    assert backend is None and "0.9 or later" in why
+    facts.fw_firewalld = "1.3.3"
+    assert firewall.choose(facts) == ("firewalld", "")
+    facts.fw_active = ["ufw"]
+    assert firewall.choose(facts) == ("ufw", "")
+    facts.fw_active, facts.fw_tools = [], []
+    backend, why = firewall.choose(facts)
+    assert backend is None and "firewall: false" in why
+    problems = preflight("h", cluster().node("n1"), facts, cluster())
+    assert any("no firewall tool found" in p for p in problems)
+
+
+def test_firewall_plan_reapplies_when_check_fails_or_backend_changes() -> None:
+    c = cluster()
+    node = c.node("n1")
+    facts = parse(PROBE_OUTPUT)
+    facts.fw_script = sha256(firewall.script("iptables", c, node))
+    facts.fw_unit = "enabled"
+    assert not plan_host("h", node, facts, c).firewall
+    facts.fw_check = "differs"  # someone deleted a rule: the same script puts it back
+    assert plan_host("h", node, facts, c).firewall
+    facts.fw_check = "ok"
+    facts.fw_active = ["ufw"]  # ufw was enabled since: its rules, and no boot unit
+    plan = plan_host("h", node, facts, c)
+    assert plan.firewall and plan.firewall_backend == "ufw"
 
 
 def view(node: str, holds=(), reachable=True, heartbeat=True, peer_state="active"):

@@ -3,7 +3,8 @@
 The root holds everything a node needs to boot and be reached (systemd, sshd, iproute2,
 iptables, nftables, a tiny HTTP probe server) but NOT heartbeat: its .debs and every
 dependency wait in the apt cache, with the apt lists kept, so a deploy's
-``apt-get install heartbeat`` succeeds inside a node with no network.
+``apt-get install heartbeat`` succeeds inside a node with no network. ufw and firewalld
+wait there too, for the tests that put a node behind one of them.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ PACKAGES = (
     "openssh-server", "systemd", "systemd-sysv", "dbus", "iproute2", "iptables", "nftables",
     "procps", "python3-minimal", "iputils-ping", "ca-certificates", "kmod", "sudo",
 )
-OFFLINE_PACKAGES = ("heartbeat",)
+OFFLINE_PACKAGES = ("heartbeat", "ufw", "firewalld")  # firewall tests install the last two
 IMAGE_VERSION = 1  # bump when the customisation below changes
 PROBE_PORT = 80
 
@@ -116,7 +117,7 @@ def ensure_root(cache: Path, report: Report, mirror: str | None = None) -> Path:
 
 def _customise(root: Path, report: Report) -> None:
     shutil.copy("/etc/resolv.conf", root / "etc" / "resolv.conf")
-    report("downloading heartbeat and its dependencies into the image's apt cache")
+    report("downloading heartbeat, ufw, firewalld and their dependencies into the apt cache")
     run(["chroot", str(root), "apt-get", "update", "-qq"], timeout=600)
     run(["chroot", str(root), "env", "DEBIAN_FRONTEND=noninteractive", "apt-get", "install",
          "-y", "-qq", "--download-only", *OFFLINE_PACKAGES], timeout=1200)

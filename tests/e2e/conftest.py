@@ -80,3 +80,8 @@ def observe(test: Callable[[], object], seconds: float, interval: float = 0.2) -
         checks += 1
         time.sleep(interval)
     return checks
+
+
+def hb_links_up(lab: Lab, node: str, peer: str) -> bool:
+    """Whether heartbeat on ``node`` hears ``peer``."""
+    return ssh(lab, node, f"cl_status nodestatus {peer}", check=False).stdout.strip() == "active"

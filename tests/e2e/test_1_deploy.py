@@ -13,7 +13,7 @@ import pytest
 from hbdeploy.lab import Lab
 from hbdeploy.lab.demo import http_name
 
-from .conftest import FLOATING_IP, LAB_CLUSTER, cli, observe, poll, ssh
+from .conftest import FLOATING_IP, LAB_CLUSTER, cli, hb_links_up, observe, poll, ssh
 
 NODES = ("haproxy1", "haproxy2")
 STATE = ("stat -c '%n %U %a %Y' /etc/ha.d/ha.cf /etc/ha.d/haresources /etc/ha.d/authkeys; "
@@ -170,10 +170,6 @@ def test_deploy_as_a_user_with_sudo(deployed: Lab, tmp_path: Path) -> None:
         assert modes.split("\n")[:2] == ["root 644", "root 600"]
         assert not ssh(lab, node, "ls /home/ops/.hbdeploy-* 2>/dev/null", check=False).stdout
     assert cli(lab, "deploy").returncode == 0
-
-
-def hb_links_up(lab: Lab, node: str, peer: str) -> bool:
-    return ssh(lab, node, f"cl_status nodestatus {peer}", check=False).stdout.strip() == "active"
 
 
 def test_firewall_under_input_drop(deployed: Lab) -> None:
