@@ -227,6 +227,10 @@ class Deployment:
             # settling an orphaned group it left after a partition; verify waits for that).
             self.placed_before = {g for g, h in snapshot(self.cluster, self.targets)
                                   .groups.items() if len(h) == 1}
+        if not was_running and len(order) > 1 and (
+                {t.node.name for t in order} == set(self.cluster.node_names)):
+            self._start_together(order)
+            return
         reloaded = self._rekey(order, plans, was_running)
         for target in order:
             plan = plans[target.node.name]
@@ -269,6 +273,29 @@ class Deployment:
             self._settle(target, plan, peers, check_groups=bool(was_running))
             done.append(target)
 
+    def _start_together(self, order: list[Target]) -> None:
+        """A new cluster (heartbeat runs on none of its nodes, all are targets) starts on
+        every node at once, as after a power cut: there is no service to keep up, and
+        heartbeat's initdead is made for it. Then each must see every other active."""
+        for target in order:
+            self.say(target, "starting heartbeat (with every node: none was running)")
+            self.applied[target.node.name] = "restart"
+        with ThreadPoolExecutor(max_workers=len(order)) as pool:
+            for target, future in [(t, pool.submit(apply.restart, t.remote)) for t in order]:
+                try:
+                    future.result()
+                except RemoteError as exc:
+                    self.results[target.node.name].steps["service"] = "failed"
+                    self.say(target, f"FAILED: {exc}")
+                    self.roll_back()
+                    raise DeployError(f"{target.host}: heartbeat did not start ({exc}); "
+                                      "previous files restored on every host") from None
+        names = {t.node.name for t in order}
+        for target in order:
+            self.results[target.node.name].steps["service"] = "changed"
+            self._settle(target, self.plans[target.node.name], names - {target.node.name},
+                         check_groups=False, booting=True)
+
     def _rekey(self, order: list[Target], plans: dict[str, HostPlan],
                was_running: set[str]) -> set[str]:
         """A new password first reaches every running node by reload, back to back.
@@ -292,10 +319,10 @@ class Deployment:
         return {t.node.name for t in rekey}
 
     def _settle(self, target: Target, plan: HostPlan, peers: set[str],
-                check_groups: bool) -> None:
+                check_groups: bool, booting: bool = False) -> None:
         """Wait until ``target`` is healthy; else roll it back and stop the rollout."""
         try:
-            self.wait_healthy(target, peers, check_groups)
+            self.wait_healthy(target, peers, check_groups, booting)
         except RemoteError as exc:
             self.results[target.node.name].steps["service"] = "failed"
             self.say(target, f"FAILED: {exc}; the journal's last lines:")
@@ -335,12 +362,17 @@ class Deployment:
                 "stopped") from None
         self.say(target, "handover complete")
 
-    def wait_healthy(self, target: Target, peers: set[str], check_groups: bool = False) -> None:
+    def wait_healthy(self, target: Target, peers: set[str], check_groups: bool = False,
+                     booting: bool = False) -> None:
         """Poll until heartbeat runs on ``target`` and sees ``peers`` active (and, on a
-        running cluster, each resource group is held by exactly one node)."""
+        running cluster, each resource group is held by exactly one node). ``booting``:
+        the peers started at the same time, so they may take initdead too."""
         t = self.cluster.timings
         peers_sorted = sorted(peers)
-        deadline = (t.initdead.ms if not peers else 2 * t.deadtime.ms) / 1000 + 15
+        wait_ms = 2 * t.deadtime.ms if peers else 0  # a peer declared dead, and back
+        if booting or not peers:
+            wait_ms += t.initdead.ms  # heartbeat's own wait for its peers after a start
+        deadline = wait_ms / 1000 + 15
 
         def healthy() -> bool:
             view = node_view(self.cluster, target.node.name, target.remote)

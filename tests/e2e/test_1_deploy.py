@@ -41,6 +41,8 @@ def deployed(lab: Lab) -> Lab:
     result = cli(lab, "deploy")
     assert result.returncode == 0, result.stdout + result.stderr
     assert "lab-only-not-a-secret" not in result.stdout + result.stderr
+    for node in NODES:  # a new cluster starts on every node at once
+        assert f"[{node}] starting heartbeat (with every node: none was running)" in result.stdout
     return lab
 
 
