@@ -174,6 +174,34 @@ def test_deploy_as_a_user_with_sudo(deployed: Lab, tmp_path: Path) -> None:
     assert cli(lab, "deploy").returncode == 0
 
 
+def test_deploy_with_fabrics_key_flag_and_a_sudo_password(deployed: Lab, tmp_path: Path) -> None:
+    """`-i` gives the key (the ssh_config names none) and `--prompt-for-sudo-password` answers
+    a sudo that asks for one; the password shows nowhere."""
+    lab = deployed
+    password = "sudo-pw-of-the-lab"
+    for node in NODES:
+        ssh(lab, node, f"{SUDO_USER}; echo 'ops:{password}' | chpasswd; "
+                       "echo 'ops ALL=(ALL) ALL' > /etc/sudoers.d/ops")
+        assert "password is required" in ssh(lab, node, "su ops -c 'sudo -n true'",
+                                             check=False).stderr
+    text = lab.ssh_config_path.read_text().replace("User root", "User ops")
+    config = tmp_path / "ssh_config"
+    config.write_text("".join(line for line in text.splitlines(keepends=True)
+                              if "IdentityFile" not in line))
+    changed = variant(tmp_path, "warntime: 3", "warntime: 4")
+    result = subprocess.run(
+        [str(Path(sys.executable).parent / "hbdeploy"), "-S", str(config), "-i",
+         str(lab.key_file), "--prompt-for-sudo-password", "-H", "haproxy1,haproxy2", "deploy",
+         "--cluster", str(changed)],
+        input=f"{password}\n", capture_output=True, text=True, timeout=300, check=False,
+        start_new_session=True)  # no controlling terminal: getpass reads stdin
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert password not in result.stdout + result.stderr
+    for node in NODES:
+        assert "warntime 4" in ssh(lab, node, "cat /etc/ha.d/ha.cf").stdout
+    assert cli(lab, "deploy").returncode == 0
+
+
 def test_firewall_under_input_drop(deployed: Lab) -> None:
     lab = deployed
     lockdown = ("iptables -A INPUT -i lo -j ACCEPT && iptables -A INPUT -p tcp --dport 22 -j ACCEPT"
