@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from fabric import Connection
 
 from . import apply, facts, firewall
+from .announce import announce
 from .errors import HbdeployError
 from .handover import HB_STANDBY, HB_TAKEOVER, move_deadline, wait_placement
 from .model import Cluster
@@ -407,6 +408,16 @@ class Deployment:
             except RemoteError as exc:
                 self.say(target, f"heartbeat with the previous files failed too: {exc}")
 
+    def _announce(self, holders: dict[str, list[str]]) -> None:
+        """Each holder announces its floating IPs (see announce.py): after a healed
+        partition, the network may still send them to the spare."""
+        for target in self.targets:
+            ips = [ip for ip, held in holders.items() if held == [target.node.name]]
+            try:
+                announce(target.remote, ips)
+            except RemoteError as exc:
+                self.say(target, f"could not announce {', '.join(ips)} (gratuitous ARP): {exc}")
+
     def _adopt_orphans(self, holders: dict[str, list[str]],
                        orphaned_since: dict[str, float]) -> None:
         """A group that no node holds while every node is active is an outage heartbeat
@@ -468,6 +479,7 @@ class Deployment:
                                        placed, deadline)
         except RemoteError as exc:
             return [str(exc)]
+        self._announce(holders)
         for ip, (holder,) in holders.items():
             probe = next((tg for tg in self.targets if tg.node.name != holder), None)
             if probe is None:

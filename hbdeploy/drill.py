@@ -7,6 +7,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from .announce import announce
 from .errors import HbdeployError
 from .handover import move_deadline, wait_placement
 from .model import Cluster
@@ -84,4 +85,10 @@ def run_drill(cluster: Cluster, targets: list[Target], group: str | None = None,
             restored = time.monotonic() - back
             out(f"group {chosen.node} back on {holder.node.name} {restored:.1f}s after it "
                 "returned (auto_failback on)")
+    # The node that kept the group may never have announced it again (announce.py).
+    now = snapshot(cluster, targets).groups.get(chosen.node, [])
+    for target in targets:
+        if now == [target.node.name]:
+            announce(target.remote, ips)
+            out(f"[{target.host}] drill: announced {', '.join(ips)} (gratuitous ARP)")
     return DrillResult(chosen.node, holder.node.name, spare, failover, unanswered, restored)

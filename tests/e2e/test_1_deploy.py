@@ -12,6 +12,7 @@ import pytest
 
 from hbdeploy.lab import Lab
 from hbdeploy.lab.demo import http_name
+from hbdeploy.lab.network import HOST_LINK, node_mac
 
 from .conftest import FLOATING_IP, LAB_CLUSTER, cli, hb_links_up, observe, poll, ssh
 
@@ -236,6 +237,19 @@ def test_firewall_under_input_drop(deployed: Lab) -> None:
                            "iptables -D INPUT -p tcp --dport 22 -j ACCEPT && iptables -D INPUT "
                            "-m conntrack --ctstate ESTABLISHED,RELATED -j ACCEPT", check=False)
     assert cli(lab, "deploy").returncode == 0
+
+
+def test_deploy_reannounces_the_floating_ip_past_a_stale_arp_entry(deployed: Lab) -> None:
+    """After a healed partition the network may still send the floating IP to the spare (the
+    node that kept it never announces it again); a deploy's verify has the holder announce."""
+    lab = deployed
+    poll(lambda: http_name(FLOATING_IP) == "haproxy1", 60)
+    subprocess.run(["ip", "neigh", "replace", FLOATING_IP, "lladdr", node_mac(2), "dev",
+                    HOST_LINK, "nud", "reachable"], check=True)
+    assert http_name(FLOATING_IP, timeout=1) is None  # sent to haproxy2, which drops it
+    result = cli(lab, "deploy")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert http_name(FLOATING_IP, timeout=1) == "haproxy1"
 
 
 def test_failover_on_cut_and_failback_on_heal(deployed: Lab) -> None:
