@@ -40,6 +40,16 @@ class ResourceGroup:
     node: str
     resources: tuple[str, ...]
 
+    def interfaces(self) -> tuple[str, ...]:
+        """The interfaces its IPaddr / IPaddr2 resources name (``IPaddr::ip/24/eth1``)."""
+        names = []
+        for resource in self.resources:
+            agent, _, args = resource.partition("::")
+            parts = args.split("::")[0].split("/")
+            if agent in ("IPaddr", "IPaddr2") and len(parts) > 2 and parts[2]:
+                names.append(parts[2].split(":")[0])  # eth0:1 is an alias of eth0
+        return tuple(names)
+
     def floating_ips(self) -> tuple[str, ...]:
         """The IPv4 addresses this group brings up (IPaddr / IPaddr2 resources)."""
         ips = []

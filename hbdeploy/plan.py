@@ -106,6 +106,13 @@ def preflight(host: str, node: Node, facts: HostFacts, cluster: Cluster) -> list
     if node.ip not in facts.ips():
         problems.append(f"{host}: the node's address {node.ip} is not on any of its "
                         f"interfaces (it has {', '.join(sorted(facts.ips())) or 'none'})")
+    for group in cluster.groups:  # any node may have to hold any group
+        for name in group.interfaces():
+            if name not in facts.links:
+                problems.append(f"{host}: resources.{group.node} brings a floating IP up on "
+                                f"interface {name!r}, which this host does not have (it has "
+                                f"{', '.join(facts.links)}); name an interface every node "
+                                "has, or leave it out to let heartbeat find it")
     if cluster.firewall.enabled:
         backend, why = firewall.choose(facts)
         if backend is None:

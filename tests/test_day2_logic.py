@@ -54,6 +54,15 @@ def test_preflight_unsupported_os_missing_interface_and_address() -> None:
     assert "10.9.0.1 is not on any of its interfaces" in problems
 
 
+def test_preflight_refuses_an_ipaddr_interface_the_host_lacks() -> None:
+    c = cluster(resources={"n1": ["IPaddr::10.9.0.100/24/eth9", "IPaddr2::10.9.0.101/24/eth0:1",
+                                  "10.9.0.102"]})
+    assert c.groups[0].interfaces() == ("eth9", "eth0")
+    problems = preflight("h", c.node("n1"), parse(PROBE_OUTPUT), c)
+    assert len(problems) == 1 and "interface 'eth9'" in problems[0]
+    assert "resources.n1" in problems[0]
+
+
 def test_plan_up_to_date_host_changes_nothing() -> None:
     c = cluster()
     node = c.node("n1")

@@ -145,11 +145,35 @@ def settle(lab: Lab) -> None:
     poll(lambda: http_name(FLOATING_IP) == "haproxy1", 60)
 
 
+FAILING_RESOURCE = """cat > /etc/ha.d/resource.d/hbdeploy-failing <<'EOF'
+#!/bin/sh
+# A resource that never starts, for the rollback test.
+case "$1" in start) exit 1 ;; status) echo stopped ;; esac
+exit 0
+EOF
+chmod 755 /etc/ha.d/resource.d/hbdeploy-failing"""
+
+
+def test_an_ipaddr_interface_a_node_lacks_is_refused_before_any_change(
+        serving: Lab, tmp_path: Path) -> None:
+    lab = serving
+    typo = variant(tmp_path, "typo.yml", ("IPaddr::10.213.0.100/24/eth0",
+                                          "IPaddr::10.213.0.100/24/eth9"))
+    before = {n: ssh(lab, n, FILES).stdout for n in NODES}
+    result = cli(lab, "deploy", cluster=typo)
+    assert result.returncode != 0 and "no host was changed" in result.stderr
+    assert result.stderr.count("interface 'eth9'") == 2  # each host is named
+    assert {n: ssh(lab, n, FILES).stdout for n in NODES} == before
+
+
 def test_rollback_when_the_new_files_do_not_come_up(serving: Lab, tmp_path: Path) -> None:
     lab = serving
     settle(lab)
-    broken = variant(tmp_path, "broken.yml", ("IPaddr::10.213.0.100/24/eth0",
-                                              "IPaddr::10.213.0.100/24/eth9"))
+    for node in NODES:
+        ssh(lab, node, FAILING_RESOURCE)
+    broken = variant(tmp_path, "broken.yml", ("haproxy1: IPaddr::10.213.0.100/24/eth0",
+                                              "haproxy1: [IPaddr::10.213.0.100/24/eth0, "
+                                              "hbdeploy-failing]"))
     before = {n: ssh(lab, n, FILES).stdout for n in NODES}
     result = cli(lab, "deploy", cluster=broken)
     assert result.returncode != 0
