@@ -448,8 +448,6 @@ class Deployment:
         # initdead for a fresh start; after a healed partition heartbeat needed up to 45 s
         # in the lab to give an orphaned group back to a node.
         deadline = (t.initdead.ms + 2 * t.deadtime.ms) / 1000 + 45
-        problems: list[str] = []
-
         orphaned_since: dict[str, float] = {}
 
         def placed() -> dict[str, list[str]] | None:
@@ -472,24 +470,33 @@ class Deployment:
                 return None
             return holders
 
-        try:
-            holders = apply.wait_until("every node active and each floating IP held once"
-                                       + (" by its preferred node" if
-                                          self.cluster.auto_failback == "on" else ""),
-                                       placed, deadline)
-        except RemoteError as exc:
-            return [str(exc)]
-        self._announce(holders)
-        for ip, (holder,) in holders.items():
-            probe = next((tg for tg in self.targets if tg.node.name != holder), None)
-            if probe is None:
-                continue
-            # One reply within 10 s: right after a move a peer's ARP entry may still be stale.
-            code, _, _ = probe.remote.run(f"ping -n -c 1 -w 10 {ip}", check=False, timeout=30)
-            if code != 0:
-                problems.append(f"floating IP {ip} (on {holder}) does not answer ping from "
-                                f"{probe.node.name} within 10s")
-        return problems
+        what = ("every node active and each floating IP held once"
+                + (" by its preferred node" if self.cluster.auto_failback == "on" else ""))
+        end = time.monotonic() + deadline
+        while True:
+            # Placement, then answers: heartbeat may still be settling a partition it just
+            # healed and move a group again, so a silent IP is checked anew until the deadline.
+            try:
+                holders = apply.wait_until(what, placed, max(end - time.monotonic(), 1))
+            except RemoteError as exc:
+                return [str(exc)]
+            self._announce(holders)
+            problems = [problem for ip, (holder,) in holders.items()
+                        if (problem := self._silent(ip, holder))]
+            if not problems or time.monotonic() > end:
+                return problems
+
+    def _silent(self, ip: str, holder: str) -> str | None:
+        """Why ``ip`` (held by ``holder``) does not answer ping from a peer; None if it does."""
+        probe = next((tg for tg in self.targets if tg.node.name != holder), None)
+        if probe is None:
+            return None
+        # One reply within 10 s: right after a move a peer's ARP entry may still be stale.
+        code, _, _ = probe.remote.run(f"ping -n -c 1 -w 10 {ip}", check=False, timeout=30)
+        if code == 0:
+            return None
+        return (f"floating IP {ip} (on {holder}) does not answer ping from "
+                f"{probe.node.name} within 10s")
 
 
 def deploy_cluster(cluster: Cluster, connections: Sequence[Connection], *, check: bool = False,

@@ -37,7 +37,7 @@ ours() {{  # $1: --permanent or --runtime; the policy's rich rules, sorted
     firewall-cmd "$@" --policy {POLICY} --list-rich-rules 2>/dev/null | sort
 }}
 
-sync() {{  # $1: --permanent or --runtime; add the missing rules, then drop the stale ones
+sync_rules() {{  # $1: --permanent or --runtime; add the missing rules, then drop the stale ones
     current=$(ours "$1")
     if [ "$1" = --permanent ]; then set -- --permanent; else set --; fi
     printf '%s\\n' "$RULES" | while IFS= read -r r; do
@@ -58,9 +58,9 @@ apply() {{
         firewall-cmd -q --permanent --policy {POLICY} --add-ingress-zone ANY
         firewall-cmd -q --permanent --policy {POLICY} --add-egress-zone HOST
     fi
-    sync --permanent
+    sync_rules --permanent
     if firewall-cmd --info-policy {POLICY} >/dev/null 2>&1; then
-        sync --runtime
+        sync_rules --runtime
     else
         firewall-cmd -q --reload
     fi
