@@ -473,13 +473,26 @@ class Deployment:
         what = ("every node active and each floating IP held once"
                 + (" by its preferred node" if self.cluster.auto_failback == "on" else ""))
         end = time.monotonic() + deadline
+        settled = placed()  # a healthy cluster at first sight: no wait
         while True:
             # Placement, then answers: heartbeat may still be settling a partition it just
             # healed and move a group again, so a silent IP is checked anew until the deadline.
             try:
-                holders = apply.wait_until(what, placed, max(end - time.monotonic(), 1))
+                holders = settled or apply.wait_until(what, placed,
+                                                      max(end - time.monotonic(), 1))
+                if not settled:
+                    # It was moving: the placement must now hold for twice deadtime.
+                    steady_end = time.monotonic() + 2 * t.deadtime.ms / 1000
+                    while time.monotonic() < steady_end and placed() == holders:
+                        time.sleep(0.5)
+                    if placed() != holders:
+                        if time.monotonic() > end:
+                            return [f"{what}: placement still changing after "
+                                    f"{deadline:.0f}s"]
+                        continue
             except RemoteError as exc:
                 return [str(exc)]
+            settled = None
             self._announce(holders)
             problems = [problem for ip, (holder,) in holders.items()
                         if (problem := self._silent(ip, holder))]
