@@ -483,9 +483,11 @@ class Deployment:
                 if not settled:
                     # It was moving: the placement must now hold for twice deadtime.
                     steady_end = time.monotonic() + 2 * t.deadtime.ms / 1000
-                    while time.monotonic() < steady_end and placed() == holders:
+                    now = holders
+                    while time.monotonic() < steady_end and now == holders:
                         time.sleep(0.5)
-                    if placed() != holders:
+                        now = placed()
+                    if now != holders:
                         if time.monotonic() > end:
                             return [f"{what}: placement still changing after "
                                     f"{deadline:.0f}s"]
