@@ -10,8 +10,13 @@ its floating IPs with heartbeat's own ``send_arp``, as heartbeat's IPaddr does o
 from __future__ import annotations
 
 import shlex
+from collections.abc import Callable
+from typing import TYPE_CHECKING
 
-from .remote import Remote
+from .remote import Remote, RemoteError
+
+if TYPE_CHECKING:
+    from .targets import Target
 
 SEND_ARP = ("/usr/libexec/heartbeat/send_arp", "/usr/lib64/heartbeat/send_arp",
             "/usr/lib/heartbeat/send_arp")
@@ -37,3 +42,16 @@ def announce(remote: Remote, ips: list[str]) -> list[str]:
               .replace("__IPS__", " ".join(shlex.quote(ip) for ip in ips)))
     _, out, _ = remote.run(script, timeout=60)
     return out.split()
+
+
+def announce_holders(targets: list[Target], holders: dict[str, list[str]],
+                     say: Callable[[Target, str], None]) -> None:
+    """Each target announces the floating IPs it alone holds (``holders``: IP -> nodes); a
+    failure is said, not raised (the cluster serves either way)."""
+    for target in targets:
+        ips = [ip for ip, held in holders.items() if held == [target.node.name]]
+        try:
+            if announce(target.remote, ips):
+                say(target, f"announced {', '.join(ips)} (gratuitous ARP)")
+        except RemoteError as exc:
+            say(target, f"could not announce {', '.join(ips)} (gratuitous ARP): {exc}")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 
-from . import firewall
+from . import firewall, supervision
 from .plan import HostPlan, os_family
 from .remote import Remote, RemoteError
 
@@ -114,6 +114,24 @@ def remove_firewall(remote: Remote) -> bool:
     _remove_unit(remote)
     remote.run(f"rm -f {firewall.SCRIPT_PATH}")
     return out.strip().endswith("yes")
+
+
+def supervise(remote: Remote, plan: HostPlan) -> None:
+    """Write the heartbeat drop-in and hbdeploy-guard where they changed, then have systemd
+    read them and (re)start the guard. heartbeat itself is not restarted: the drop-in's
+    restart policy applies to the running service after the daemon-reload."""
+    if plan.changed_supervision:
+        remote.run(f"mkdir -p {supervision.DROPIN_DIR}")
+    for key in plan.changed_supervision:
+        rendered = plan.supervision[key]
+        remote.write_file(rendered.remote_path, rendered.content, rendered.mode)
+    remote.run("systemctl daemon-reload && systemctl enable -q hbdeploy-guard.service && "
+               "systemctl restart hbdeploy-guard.service", timeout=120)
+
+
+def remove_supervision(remote: Remote) -> None:
+    """Take the drop-in and hbdeploy-guard away (a node leaving the cluster)."""
+    remote.run(supervision.REMOVE, timeout=120)
 
 
 def enable(remote: Remote) -> None:

@@ -7,12 +7,11 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from .announce import announce
+from .announce import announce_holders
 from .errors import HbdeployError
 from .handover import move_deadline, wait_placement
 from .model import Cluster
 from .probe import Prober
-from .remote import RemoteError
 from .status import snapshot
 from .targets import Target
 
@@ -88,11 +87,6 @@ def run_drill(cluster: Cluster, targets: list[Target], group: str | None = None,
                 "returned (auto_failback on)")
     # The node that kept the group may never have announced it again (announce.py).
     now = snapshot(cluster, targets).groups.get(chosen.node, [])
-    for target in targets:
-        if now == [target.node.name]:
-            try:
-                announce(target.remote, ips)
-                out(f"[{target.host}] drill: announced {', '.join(ips)} (gratuitous ARP)")
-            except RemoteError as exc:  # the drill itself went well: say so, do not fail it
-                out(f"[{target.host}] drill: could not announce {', '.join(ips)}: {exc}")
+    announce_holders(targets, dict.fromkeys(ips, now),
+                     lambda target, line: out(f"[{target.host}] drill: {line}"))
     return DrillResult(chosen.node, holder.node.name, spare, failover, unanswered, restored)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 
-from . import firewall
+from . import firewall, supervision
 from .remote import Remote
 from .render import FILES
 
@@ -46,8 +46,9 @@ if [ -f __SCRIPT__ ]; then
   p fw_backend "$(sed -n 's/^__MARK__//p' __SCRIPT__)"
   if sh __SCRIPT__ check >/dev/null 2>&1; then p fw_check ok; else p fw_check differs; fi
 fi
+__SUPERVISION__
 true
-""".replace("__UNIT__", firewall.UNIT_PATH).replace("__SCRIPT__", firewall.SCRIPT_PATH)
+""".replace("__SUPERVISION__", supervision.PROBE).replace("__UNIT__", firewall.UNIT_PATH).replace("__SCRIPT__", firewall.SCRIPT_PATH)
     .replace("__MARK__", firewall.BACKEND_MARK))
 
 
@@ -76,6 +77,10 @@ class HostFacts:
     fw_script: str = ""  # sha256 of hbdeploy's firewall script, when there is one
     fw_backend: str = ""  # the backend that script drives
     fw_check: str = ""  # "ok" when that script finds its rules in place
+    guard_active: str = ""
+    guard_enabled: str = ""
+    guard_stopped: str = ""  # "yes" while hbdeploy-guard holds heartbeat stopped
+    gateway: str = ""  # the default route's gateway
 
     @property
     def installed(self) -> bool:
@@ -98,7 +103,7 @@ def parse(output: str) -> HostFacts:
         key, sep, value = line.partition("\t")
         if not sep:
             continue
-        if key.startswith("sha_") and key[4:] in FILES:
+        if key.startswith("sha_") and (key[4:] in FILES or key[4:] in supervision.PATHS):
             facts.checksums[key[4:]] = value
         elif key.startswith("mode_") and key[5:] in FILES:
             facts.modes[key[5:]] = value

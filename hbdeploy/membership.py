@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from fabric import Connection
 
 from . import handover
-from .apply import remove_firewall, wait_until
+from .apply import remove_firewall, remove_supervision, wait_until
 from .deploy import DeployError, Output, Recap, deploy_cluster
 from .model import Cluster
 from .plan import HostPlan
@@ -65,6 +65,7 @@ def decommission(cluster: Cluster, leaving: Connection, remaining: Sequence[Conn
             lambda groups: all(len(groups[g]) == 1 for g in held),
             handover.move_deadline(cluster), f"{name} handing over {', '.join(held)}")
     out(f"[{name}] stopping and disabling heartbeat")
+    remove_supervision(remote)  # first: the guard must not start heartbeat again
     remote.run("systemctl disable --now heartbeat.service", timeout=600)
     remove_firewall(remote)
     recap = deploy_cluster(cluster, remaining, out=out)

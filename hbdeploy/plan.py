@@ -9,7 +9,7 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass, field
 
-from . import firewall
+from . import firewall, supervision
 from .facts import HostFacts
 from .model import DEBIAN_IPFAIL, Cluster, Node
 from .render import RenderedFile, render_node
@@ -50,6 +50,9 @@ class HostPlan:
     firewall_script: str = ""
     enable: bool = False
     floating_ips: tuple[str, ...] = ()
+    supervision: dict[str, RenderedFile] = field(default_factory=dict)
+    changed_supervision: list[str] = field(default_factory=list)
+    start_guard: bool = False  # hbdeploy-guard not running (or its files changed)
 
     @property
     def restart(self) -> bool:
@@ -80,7 +83,7 @@ class HostPlan:
     @property
     def changes_anything(self) -> bool:
         return bool(self.install or self.changed_files or self.firewall or self.enable
-                    or self.restart)
+                    or self.restart or self.changed_supervision or self.start_guard)
 
 
 def preflight(host: str, node: Node, facts: HostFacts, cluster: Cluster) -> list[str]:
@@ -140,4 +143,10 @@ def plan_host(host: str, node: Node, facts: HostFacts, cluster: Cluster) -> Host
             plan.firewall = (facts.fw_script != sha256(plan.firewall_script)
                              or facts.fw_check != "ok" or facts.fw_unit != unit_state)
     plan.enable = facts.hb_enabled != "enabled"
+    plan.supervision = supervision.render(cluster, node.name, facts.gateway,
+                                          plan.heartbeat_path)
+    plan.changed_supervision = [key for key, rendered in plan.supervision.items()
+                                if facts.checksums.get(key) != sha256(rendered.content)]
+    plan.start_guard = bool(plan.changed_supervision) or facts.guard_active != "active" \
+        or facts.guard_enabled != "enabled"
     return plan

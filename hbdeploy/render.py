@@ -23,10 +23,11 @@ class RenderedFile:
     content: str
     mode: int
     secret: bool = False
+    path: str = ""  # where it goes on the node; heartbeat's files: /etc/ha.d/NAME
 
     @property
     def remote_path(self) -> str:
-        return f"/etc/ha.d/{self.name}"
+        return self.path or f"/etc/ha.d/{self.name}"
 
     def shown(self) -> str:
         """The content fit to print: the authkeys key is masked."""
@@ -47,6 +48,11 @@ _ENV = jinja2.Environment(
 )
 
 
+def template(name: str) -> jinja2.Template:
+    """One of the templates shipped in ``hbdeploy.templates``."""
+    return _ENV.get_template(name)
+
+
 def render_node(cluster: Cluster, node_name: str,
                 ipfail_path: str = DEBIAN_IPFAIL) -> dict[str, RenderedFile]:
     """The three files of ``node_name``, keyed by file name; KeyError for an unknown node."""
@@ -57,7 +63,7 @@ def render_node(cluster: Cluster, node_name: str,
     out = {}
     for name in FILES:
         extra = {"password": cluster.password.reveal()} if name == "authkeys" else {}
-        text = _ENV.get_template(f"{name}.j2").render(**context, **extra)
+        text = template(f"{name}.j2").render(**context, **extra)
         out[name] = RenderedFile(name, text, MODES[name], secret=name == "authkeys")
     return out
 

@@ -17,6 +17,7 @@ from fabric import Connection
 from .errors import HbdeployError
 from .model import Cluster
 from .remote import Remote
+from .supervision import GUARD_STOPPED
 from .targets import Target, match_targets
 
 HEALTHY, DEGRADED, CRITICAL = 0, 1, 2
@@ -25,6 +26,7 @@ LEVELS = {HEALTHY: "healthy", DEGRADED: "degraded", CRITICAL: "critical"}
 PROBE = r"""
 LC_ALL=C
 if cl_status hbstatus >/dev/null 2>&1; then echo "hb up"; else echo "hb down"; fi
+[ -e __GUARD_STOPPED__ ] && echo "guard stopped"
 for n in __PEERS__; do
   echo "peer $n $(cl_status nodestatus $n 2>/dev/null || echo unknown)"
   for l in $(cl_status listhblinks $n 2>/dev/null); do
@@ -32,7 +34,7 @@ for n in __PEERS__; do
   done
 done
 ip -o -4 addr show | while read -r _ dev _ addr _; do echo "addr ${addr%/*}"; done
-"""
+""".replace("__GUARD_STOPPED__", GUARD_STOPPED)
 
 
 @dataclass
@@ -44,6 +46,7 @@ class NodeView:
     reachable: bool = False
     error: str = ""
     heartbeat: bool = False
+    guard_stopped: bool = False  # hbdeploy-guard holds heartbeat stopped (node cut off)
     peers: dict[str, str] = field(default_factory=dict)  # peer -> active/dead/...
     links: dict[str, str] = field(default_factory=dict)  # "peer/if" -> up/dead
     holds: list[str] = field(default_factory=list)  # groups (by preferred node)
@@ -92,6 +95,8 @@ def node_view(cluster: Cluster, name: str, remote: Remote) -> NodeView:
         parts = line.split()
         if parts[:2] == ["hb", "up"]:
             view.heartbeat = True
+        elif parts == ["guard", "stopped"]:
+            view.guard_stopped = True
         elif len(parts) == 3 and parts[0] == "peer":
             view.peers[parts[1]] = parts[2]
         elif len(parts) == 4 and parts[0] == "link":
@@ -128,8 +133,13 @@ def assess(cluster: Cluster, views: list[NodeView]) -> ClusterStatus:
     for v in views:
         if not v.reachable:
             problems.append(f"{v.node} is unreachable: {v.error}")
+        elif v.guard_stopped:
+            problems.append(f"{v.node}: cut off from its peers and references; "
+                            "hbdeploy-guard holds heartbeat stopped and starts it when the "
+                            "network answers (journalctl -u hbdeploy-guard)")
         elif not v.heartbeat:
-            problems.append(f"{v.node}: heartbeat is not running")
+            problems.append(f"{v.node}: heartbeat is not running; fix: `systemctl start "
+                            f"heartbeat` on {v.host}, or `hbdeploy deploy` (which starts it)")
         else:
             problems += [f"{v.node} holds only some floating IPs of group {g}"
                          for g in v.partial]
@@ -137,6 +147,11 @@ def assess(cluster: Cluster, views: list[NodeView]) -> ClusterStatus:
                          if state != "active"]
             problems += [f"{v.node}: link {link} is {state}" for link, state in v.links.items()
                          if state != "up"]
+    members = [v for v in views if v.reachable and v.heartbeat]
+    if len(views) > 1 and len(members) < 2:
+        problems.append(f"no spare left: heartbeat runs on {len(members)} of {len(views)} "
+                        "nodes, so nothing takes over if "
+                        + (f"{members[0].node} fails" if members else "a node starts"))
     if problems and code == HEALTHY:
         code = DEGRADED
     return ClusterStatus(views, groups, problems, code)

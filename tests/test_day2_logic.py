@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from hbdeploy import firewall, validate
+from hbdeploy import firewall, supervision, validate
+from hbdeploy.converge import issues
 from hbdeploy.facts import HostFacts, parse
 from hbdeploy.plan import plan_host, preflight, sha256
 from hbdeploy.render import render_node
@@ -72,8 +73,14 @@ def test_plan_up_to_date_host_changes_nothing() -> None:
     facts.modes = {n: f"{f.mode:o} root" for n, f in files.items()}
     facts.fw_script = sha256(firewall.script("iptables", c, node))
     facts.fw_unit = "enabled"
+    facts.checksums.update({k: sha256(f.content) for k, f in supervision.render(
+        c, "n1", "", "/usr/libexec/heartbeat/heartbeat").items()})
+    facts.guard_active, facts.guard_enabled = "active", "enabled"
     plan = plan_host("h", node, facts, c)
     assert not plan.changes_anything and not plan.restart
+    facts.guard_active = "failed"  # a guard that died is started again, nothing else
+    plan = plan_host("h", node, facts, c)
+    assert plan.start_guard and not plan.changed_supervision and not plan.restart
 
 
 def test_plan_reload_only_for_hacf_and_authkeys_and_defer_haresources_on_holder() -> None:
@@ -186,6 +193,76 @@ def test_status_codes() -> None:
     assert orphan.code == CRITICAL and "orphaned" in orphan.problems[0]
     nobody = assess(c, [view("n1", reachable=False), view("n2", reachable=False)])
     assert nobody.code == CRITICAL and nobody.problems == ["no node is reachable"]
+
+
+def test_status_says_heartbeat_down_with_its_fix_and_no_spare_left() -> None:
+    c = cluster()
+    down = assess(c, [view("n1", ["n1"], peer_state="dead"), view("n2", heartbeat=False)])
+    assert down.code == DEGRADED
+    text = " | ".join(down.problems)
+    assert "n2: heartbeat is not running; fix: `systemctl start heartbeat`" in text
+    assert "no spare left: heartbeat runs on 1 of 2 nodes" in text
+    cut = view("n2", heartbeat=False)
+    cut.guard_stopped = True
+    isolated = assess(c, [view("n1", ["n1"], peer_state="dead"), cut])
+    assert "hbdeploy-guard holds heartbeat stopped" in " ".join(isolated.problems)
+
+
+class FakeRemote:
+    def __init__(self) -> None:
+        self.commands: list[str] = []
+
+    def run(self, command: str, **_: object):
+        self.commands.append(command)
+        return 0, "", ""
+
+
+def converge_issues(c, views):
+    from hbdeploy.targets import Target
+
+    remotes = {n.name: FakeRemote() for n in c.nodes}
+    targets = [Target(n.name, n, remotes[n.name]) for n in c.nodes]  # type: ignore[arg-type]
+    found = issues(c, targets, assess(c, views), lambda *_: None)
+    return found, remotes
+
+
+def test_converge_repairs_each_state_a_heal_can_leave() -> None:
+    c = cluster()
+    found, remotes = converge_issues(c, [view("n1", ["n1"], peer_state="dead"),
+                                         view("n2", heartbeat=False)])
+    assert [i.key for i in found] == ["hears n1 n2", "down n2"]  # placement waits for both
+    down = found[1]
+    assert down.repair and down.patience > 0
+    down.repair()
+    assert remotes["n2"].commands == ["systemctl start heartbeat.service"]
+    (orphan,), remotes = converge_issues(c, [view("n1"), view("n2")])
+    orphan.repair()  # type: ignore[misc]
+    assert remotes["n1"].commands == ["/usr/share/heartbeat/hb_takeover local"]
+    (twice,), remotes = converge_issues(c, [view("n1", ["n1"]), view("n2", ["n1"])])
+    twice.repair()  # type: ignore[misc]
+    assert remotes["n2"].commands == ["systemctl restart heartbeat.service"]
+    assert not remotes["n1"].commands and "n1 keeps it" in twice.repair_text
+    (away,), remotes = converge_issues(c, [view("n1"), view("n2", ["n1"])])
+    away.repair()  # type: ignore[misc]
+    assert remotes["n1"].commands == ["/usr/share/heartbeat/hb_takeover local"]
+    off = cluster(auto_failback=False)
+    assert converge_issues(off, [view("n1"), view("n2", ["n1"])])[0] == []
+    cut = view("n2", heartbeat=False)
+    cut.guard_stopped = True
+    found, _ = converge_issues(c, [view("n1", ["n1"], peer_state="dead"), cut])
+    assert [i.repair for i in found] == [None, None]  # the guard brings it back when its network answers
+
+
+def test_guard_references_are_ping_then_the_gateway() -> None:
+    hb = "/usr/libexec/heartbeat/heartbeat"
+    guard = supervision.render(cluster(ping="10.9.0.254"), "n1", "10.9.0.1", hb)["guard"]
+    assert 'REFERENCES="10.9.0.254"' in guard.content and 'PEER_IPS="10.9.0.2"' in guard.content
+    assert guard.remote_path == "/usr/local/sbin/hbdeploy-guard" and guard.mode == 0o755
+    assert 'REFERENCES="10.9.0.1"' in supervision.render(cluster(), "n1", "10.9.0.1",
+                                                         hb)["guard"].content
+    silent = supervision.render(cluster(), "n1", "", hb)["guard"].content
+    assert 'REFERENCES=""' in silent and "the guard never acts" in silent
+    assert "Restart=always" in supervision.DROPIN
 
 
 def test_three_node_warning() -> None:

@@ -1,0 +1,226 @@
+"""Converge: bring a cluster to its desired state within a bounded time, acting with
+heartbeat's own tools and saying what it did (the last step of every deploy).
+
+Desired: heartbeat runs on every node and each sees every other one active; each floating
+IP is held by exactly one node (with auto_failback on: by its group's preferred node) and
+answers a ping from a peer. heartbeat often repairs a state itself, so each repair waits
+for a patience of its own before it acts:
+
+- heartbeat not running on a node (and not held stopped by hbdeploy-guard, which restarts
+  it when the node's network is back): ``systemctl start heartbeat``;
+- a group held by no node while every node is active: ``hb_takeover local`` on its
+  preferred node (``hb_takeover foreign`` on another when that one is not in the run);
+- a group held by two nodes that hear each other: heartbeat restarted on every holder but
+  one (the preferred node, when it holds the group); the restart's graceful stop releases
+  the extra copy;
+- auto_failback on and a group away from its active preferred node: ``hb_takeover local``
+  on the preferred node.
+
+Then each holder announces its floating IPs (gratuitous ARP, announce.py) and a peer
+pings each one. Whether a failure is the new configuration's fault (rollback) or not is
+decided from heartbeat's own journal: see :func:`config_fault`.
+"""
+
+from __future__ import annotations
+
+import re
+import shlex
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from .announce import announce_holders
+from .handover import HB_TAKEOVER
+from .model import Cluster
+from .status import ClusterStatus, NodeView, snapshot
+from .targets import Target
+
+Say = Callable[[Target, str], None]
+
+# Lines heartbeat or its ResourceManager log when a configuration cannot work.
+FAULTS = re.compile(r"Giving up resources due to failure of|Configuration error|"
+                    r"Illegal directive|Bad permissions on keyfile|Authentication file|"
+                    r"cannot open authentication file|Unknown node|ERROR: .* failed \(rc=")
+SETTLE_POLL = 0.5
+
+
+@dataclass
+class Issue:
+    """One way the cluster differs from its desired state, and the repair, if any."""
+
+    key: str
+    text: str
+    patience: float = 0.0
+    repair: Callable[[], None] | None = None
+    repair_text: str = ""
+
+
+@dataclass
+class Outcome:
+    problems: list[str] = field(default_factory=list)
+    actions: list[str] = field(default_factory=list)
+    holders: dict[str, list[str]] = field(default_factory=dict)  # floating IP -> nodes
+
+
+def deadline(cluster: Cluster) -> float:
+    """How long converge may take: a fresh start's initdead, heartbeat's own restart after
+    a split brain (deadtime + 1 s, then a new start) and each repair's patience."""
+    t = cluster.timings
+    return (t.initdead.ms + 6 * t.deadtime.ms) / 1000 + 30
+
+
+def issues(cluster: Cluster, targets: list[Target], status: ClusterStatus,
+           say: Say) -> list[Issue]:
+    """Every difference from the desired state, each with its repair where there is one."""
+    deadtime = cluster.timings.deadtime.ms / 1000
+    by_node = {t.node.name: t for t in targets}
+    views = {v.node: v for v in status.nodes}
+    found: list[Issue] = []
+    for view in status.nodes:
+        target = by_node[view.node]
+        if not view.reachable:
+            found.append(Issue(f"unreachable {view.node}", f"{view.node} is unreachable: "
+                               f"{view.error}"))
+        elif view.guard_stopped:
+            found.append(Issue(f"isolated {view.node}", f"{view.node} is cut off from its "
+                               "peers and its references: hbdeploy-guard holds heartbeat "
+                               "stopped until its network answers"))
+        elif not view.heartbeat:
+            found.append(Issue(
+                f"down {view.node}", f"heartbeat is not running on {view.node}",
+                patience=3.0, repair=_run(target, "systemctl start heartbeat.service"),
+                repair_text=f"heartbeat was not running on {view.node}: started it "
+                            "(systemctl start heartbeat)"))
+        else:
+            for peer, state in view.peers.items():
+                if peer in views and state != "active":
+                    found.append(Issue(f"hears {view.node} {peer}",
+                                       f"{view.node} sees {peer} {state}"))
+    whole = not found
+    for group in cluster.groups:
+        ips = group.floating_ips()
+        if not ips:
+            continue
+        holders = status.groups.get(group.node, [])
+        preferred = by_node.get(group.node)
+        if not whole:
+            continue  # placement is judged once every node runs and hears the others
+        if not holders:
+            taker = preferred or targets[0]
+            how = "local" if preferred else "foreign"
+            found.append(Issue(
+                f"orphan {group.node}", f"group {group.node} is held by no node",
+                patience=2 * deadtime, repair=_run(taker, f"{HB_TAKEOVER} {how}"),
+                repair_text=f"group {group.node} was held by no node: hb_takeover {how} on "
+                            f"{taker.node.name}"))
+        elif len(holders) > 1:
+            keeper = group.node if group.node in holders else holders[0]
+            extra = [by_node[h] for h in holders if h != keeper]
+            found.append(Issue(
+                f"twice {group.node}", f"group {group.node} is held by {', '.join(holders)}",
+                patience=2 * deadtime, repair=_restart_all(extra),
+                repair_text=f"group {group.node} was held by {', '.join(holders)}: restarted "
+                            f"heartbeat on {', '.join(t.node.name for t in extra)} (its "
+                            f"graceful stop releases the copy), {keeper} keeps it"))
+        elif (cluster.auto_failback == "on" and preferred is not None
+              and holders != [group.node]):
+            found.append(Issue(
+                f"away {group.node}", f"group {group.node} is on {holders[0]}, not on its "
+                "preferred node (auto_failback on)", patience=2 * deadtime,
+                repair=_run(preferred, f"{HB_TAKEOVER} local"),
+                repair_text=f"group {group.node} stayed on {holders[0]} with auto_failback "
+                            f"on: hb_takeover local on {group.node}"))
+    return found
+
+
+def _run(target: Target, command: str) -> Callable[[], None]:
+    def repair() -> None:
+        target.remote.run(command, check=False, timeout=120)
+    return repair
+
+
+def _restart_all(targets: list[Target]) -> Callable[[], None]:
+    def repair() -> None:
+        for target in targets:
+            target.remote.run("systemctl restart heartbeat.service", check=False, timeout=600)
+    return repair
+
+
+def converge(cluster: Cluster, targets: list[Target], say: Say,
+             limit: float | None = None) -> Outcome:
+    """Poll, repair what stays wrong past its patience, until the cluster has been right
+    for a while (at once if it is right at first sight) or ``limit`` seconds pass."""
+    limit = deadline(cluster) if limit is None else limit
+    steady = 2 * cluster.timings.deadtime.ms / 1000  # after any trouble, it must hold
+    outcome = Outcome()
+    first_seen: dict[str, float] = {}
+    end = time.monotonic() + limit
+    right_since: float | None = None
+    troubled = False
+    while True:
+        status = snapshot(cluster, targets)
+        now = time.monotonic()
+        found = issues(cluster, targets, status, say)
+        if not found:
+            right_since = right_since or now
+            if not troubled or now - right_since >= steady:
+                break
+        else:
+            troubled, right_since = True, None
+            for key in list(first_seen):
+                if key not in {i.key for i in found}:
+                    del first_seen[key]
+            for issue in found:
+                since = first_seen.setdefault(issue.key, now)
+                if issue.repair and now - since >= issue.patience:
+                    say(_target_of(issue, targets), issue.repair_text)
+                    issue.repair()
+                    outcome.actions.append(issue.repair_text)
+                    first_seen[issue.key] = now + issue.patience  # time to work first
+        if now > end:
+            outcome.problems = [i.text for i in found] or ["placement still changing"]
+            outcome.problems = [f"{p} (after {limit:.0f}s)" for p in outcome.problems]
+            return outcome
+        time.sleep(SETTLE_POLL)
+    outcome.holders = _holders(cluster, status.nodes)
+    announce_holders(targets, outcome.holders, say)
+    outcome.problems = _silent_ips(outcome.holders, targets, end)
+    return outcome
+
+
+def _target_of(issue: Issue, targets: list[Target]) -> Target:
+    named = [t for t in targets if t.node.name in issue.key.split()]
+    return named[0] if named else targets[0]
+
+
+def _holders(cluster: Cluster, views: list[NodeView]) -> dict[str, list[str]]:
+    return {ip: [v.node for v in views if ip in v.floating] for ip in cluster.floating_ips()}
+
+
+def _silent_ips(holders: dict[str, list[str]], targets: list[Target], end: float) -> list[str]:
+    """Each floating IP must answer ping from a node that does not hold it."""
+    problems = []
+    for ip, held in holders.items():
+        probe = next((t for t in targets if t.node.name not in held), None)
+        if probe is None:
+            continue
+        wait = max(2, min(10, int(end - time.monotonic())))
+        code, _, _ = probe.remote.run(f"ping -n -c 1 -w {wait} {ip}", check=False, timeout=30)
+        if code != 0:
+            problems.append(f"floating IP {ip} (on {', '.join(held)}) does not answer ping "
+                            f"from {probe.node.name} within {wait}s")
+    return problems
+
+
+def config_fault(targets: list[Target], seconds: float) -> dict[str, list[str]]:
+    """Per node, the lines of its journal from the last ``seconds`` that put the blame on
+    the configuration (a resource failing to start, a file heartbeat refuses)."""
+    found = {}
+    pattern = shlex.quote(FAULTS.pattern)
+    for target in targets:
+        _, out, _ = target.remote.run(
+            f"journalctl --since=-{int(seconds) + 5}s --no-pager -o cat 2>/dev/null "
+            f"| grep -E {pattern} | tail -n 5", check=False, timeout=30)
+        if out.strip():
+            found[target.node.name] = out.strip().splitlines()
+    return found

@@ -1,0 +1,32 @@
+"""Rollback: the previous files back on every host a deploy wrote to, and heartbeat made to
+read them again where it had read the new ones (reload or restart, as the run did)."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from . import apply
+from .remote import RemoteError
+
+if TYPE_CHECKING:
+    from .deploy import Deployment
+
+
+def roll_back(run: Deployment) -> None:
+    """Put the previous files back on every host this run wrote to, and make heartbeat
+    read them again where it had read the new ones (reload or restart, as it did)."""
+    for target in run.targets:
+        name = target.node.name
+        if not run.pushed[name]:
+            continue
+        restored = apply.restore(target.remote, run.pushed[name], run.stamp)
+        how = run.applied.get(name)
+        run.say(target, f"restored the previous {', '.join(restored)}"
+                 + {"reload": "; reloading", "restart": "; restarting"}.get(how or "", ""))
+        try:
+            if how == "reload":
+                apply.reload(target.remote, run.plans[name].heartbeat_path)
+            elif how == "restart":
+                apply.restart(target.remote)
+        except RemoteError as exc:
+            run.say(target, f"heartbeat with the previous files failed too: {exc}")

@@ -1,0 +1,249 @@
+"""Rollout: new files reach heartbeat one node at a time (reload or restart), never two at
+once; a node holding resources hands them to an updated peer first. A node that does not
+come up healthy stops the rollout and the run's files are rolled back (rollback.py).
+"""
+
+from __future__ import annotations
+
+import time
+from concurrent.futures import ThreadPoolExecutor
+from typing import TYPE_CHECKING
+
+from . import apply
+from .converge import config_fault
+from .errors import HbdeployError
+from .handover import HB_STANDBY, HB_TAKEOVER, move_deadline, wait_placement
+from .plan import HostPlan
+from .remote import RemoteError
+from .rollback import roll_back
+from .status import node_view, snapshot
+from .targets import Target
+
+if TYPE_CHECKING:
+    from .deploy import Deployment
+
+
+class RolloutError(HbdeployError):
+    """The rollout stopped; the previous files are back where this run wrote."""
+
+
+class Rollout:
+    """Restarts and reloads of one deploy run (``run`` holds its state and output)."""
+
+    def __init__(self, run: Deployment) -> None:
+        self.run = run
+        self.cluster = run.cluster
+        self.targets = run.targets
+        self.plans = run.plans
+        self.results = run.results
+        self.pushed = run.pushed
+        self.applied = run.applied
+        self.stamp = run.stamp
+        self.say = run.say
+        self.out = run.out
+        self.placed_before: set[str] = set()
+
+    def restart_order(self, plans: dict[str, HostPlan]) -> list[Target]:
+        """Hosts to reload or restart, one at a time: running nodes holding nothing, then
+        running nodes holding resources, then nodes not running yet — so a joining node
+        starts only once its running peers list it and send to it."""
+        floating = set(self.cluster.floating_ips())
+        todo = [t for t in self.targets if plans[t.node.name].restart]
+
+        def key(t: Target) -> tuple[bool, bool]:
+            facts = plans[t.node.name].facts
+            return (not facts.running, bool(floating & facts.ips()))
+
+        return sorted(todo, key=key)
+
+    def restart_all(self, plans: dict[str, HostPlan]) -> None:
+        """Apply new files to heartbeat one host at a time, never two at once.
+
+        Only ha.cf/authkeys changed on a running node: reload (heartbeat re-reads them and
+        keeps its resources). Otherwise restart; a node holding resources first hands them
+        to a peer already updated and healthy (hb_standby), so they move once, on purpose.
+        """
+        was_running = {t.node.name for t in self.targets if plans[t.node.name].facts.running}
+        expected_up = set(was_running)
+        done: list[Target] = []
+        order = self.restart_order(plans)
+        if was_running:
+            # Placement is checked after each step for the groups that were placed well
+            # before the rollout: a step must not unplace them (heartbeat may still be
+            # settling an orphaned group it left after a partition; verify waits for that).
+            self.placed_before = {g for g, h in snapshot(self.cluster, self.targets)
+                                  .groups.items() if len(h) == 1}
+        if not was_running and len(order) > 1 and (
+                {t.node.name for t in order} == set(self.cluster.node_names)):
+            self._start_together(order)
+            return
+        reloaded = self._rekey(order, plans, was_running)
+        for target in order:
+            plan = plans[target.node.name]
+            name = target.node.name
+            peers = expected_up - {name}
+            if name in reloaded and plan.reload_only:
+                done.append(target)
+                continue
+            if plan.reload_only:
+                self.say(target, f"reloading heartbeat ({', '.join(plan.changed_files)} "
+                                 "re-read, resources kept)")
+                apply.reload(target.remote, plan.heartbeat_path)
+                self.applied[name] = "reload"
+                self.results[name].steps["service"] = "reloaded"
+                self._settle(target, plan, peers, check_groups=True)
+                done.append(target)
+                continue
+            holding = self._held_by(name) if name in was_running else []
+            ready_peers = [t for t in done if t.node.name != name] or [
+                t for t in self.targets
+                if t.node.name in was_running and t.node.name != name
+                and not plans[t.node.name].restart]
+            if holding and ready_peers and len(self.cluster.nodes) == 2:
+                # hb_standby is only safe between two nodes (see handover.two_nodes_only);
+                # with more, the restart's own graceful stop hands the resources over.
+                self._hand_over(target, holding, done)
+            if plan.deferred:
+                if plan.facts.running:
+                    apply.stop(target.remote)  # releases what the old haresources started
+                apply.push(target.remote, plan, self.stamp, plan.deferred)
+                self.pushed[name] += plan.deferred
+                self.say(target, f"wrote {', '.join(plan.deferred)} (after releasing "
+                                 "its resources)")
+            verb = "restarting" if plan.facts.running else "starting"
+            self.say(target, f"{verb} heartbeat")
+            self.applied[name] = "restart"
+            apply.restart(target.remote)
+            self.results[name].steps["service"] = "changed"
+            expected_up.add(name)
+            self._settle(target, plan, peers, check_groups=bool(was_running))
+            done.append(target)
+
+    def _start_together(self, order: list[Target]) -> None:
+        """A new cluster (heartbeat runs on none of its nodes, all are targets) starts on
+        every node at once, as after a power cut: there is no service to keep up, and
+        heartbeat's initdead is made for it. Then each must see every other active."""
+        for target in order:
+            self.say(target, "starting heartbeat (with every node: none was running)")
+            self.applied[target.node.name] = "restart"
+        with ThreadPoolExecutor(max_workers=len(order)) as pool:
+            for target, future in [(t, pool.submit(apply.restart, t.remote)) for t in order]:
+                try:
+                    future.result()
+                except RemoteError as exc:
+                    self.results[target.node.name].steps["service"] = "failed"
+                    self.say(target, f"FAILED: {exc}")
+                    roll_back(self.run)
+                    raise RolloutError(f"{target.host}: heartbeat did not start ({exc}); "
+                                      "previous files restored on every host") from None
+        names = {t.node.name for t in order}
+        for target in order:
+            self.results[target.node.name].steps["service"] = "changed"
+            self._settle(target, self.plans[target.node.name], names - {target.node.name},
+                         check_groups=False, booting=True)
+
+    def _rekey(self, order: list[Target], plans: dict[str, HostPlan],
+               was_running: set[str]) -> set[str]:
+        """A new password first reaches every running node by reload, back to back.
+
+        Nodes with different keys cannot hear each other; a reload takes about a second, far
+        less than deadtime, whereas waiting for a restarted node to see peers that still use
+        the old key would never end. Returns the nodes reloaded here.
+        """
+        rekey = [t for t in order if t.node.name in was_running
+                 and "authkeys" in plans[t.node.name].changed_files]
+        if not rekey or all(plans[t.node.name].reload_only for t in rekey):
+            return set()
+        for target in rekey:
+            self.say(target, "reloading heartbeat for the new password (ahead of restarts)")
+            apply.reload(target.remote, plans[target.node.name].heartbeat_path)
+            self.applied[target.node.name] = "reload"
+            self.results[target.node.name].steps["service"] = "reloaded"
+        for target in rekey:
+            self._settle(target, plans[target.node.name], was_running - {target.node.name},
+                         check_groups=True)
+        return {t.node.name for t in rekey}
+
+    def _settle(self, target: Target, plan: HostPlan, peers: set[str],
+                check_groups: bool, booting: bool = False) -> None:
+        """Wait until ``target`` is healthy; else stop the rollout before the next host.
+
+        The files are rolled back only when the new configuration is at fault: heartbeat
+        does not run with it, or its journal blames it (converge.config_fault). A node that
+        runs and is merely slow to see its peers keeps them: a rerun goes on from there.
+        """
+        try:
+            self.wait_healthy(target, peers, check_groups, booting)
+        except RemoteError as exc:
+            self.results[target.node.name].steps["service"] = "failed"
+            self.say(target, f"FAILED: {exc}; the journal's last lines:")
+            for line in apply.journal(target.remote).splitlines():
+                self.out(f"[{target.host}]   journal: {line}")
+            running = node_view(self.cluster, target.node.name, target.remote).heartbeat
+            blame = config_fault([target], time.monotonic() - self.run.started)
+            if running and not blame:
+                raise RolloutError(
+                    f"{target.host}: heartbeat runs with the new files but did not settle "
+                    f"({exc}); nothing blames the configuration, so it was kept; rollout "
+                    "stopped before the next host: rerun deploy to go on") from None
+            roll_back(self.run)
+            why = "heartbeat is not running with them" if not running else "; ".join(
+                line for lines in blame.values() for line in lines)
+            raise RolloutError(f"{target.host}: heartbeat did not come up healthy "
+                               f"({exc}; {why}); previous files restored on every host, "
+                               "rollout stopped before the next host") from None
+
+    def _held_by(self, node: str) -> list[str]:
+        groups = snapshot(self.cluster, self.targets).groups
+        return [g for g, holders in groups.items() if node in holders]
+
+    def _hand_over(self, target: Target, groups: list[str], updated: list[Target]) -> None:
+        """hb_standby on ``target``; when its groups do not land elsewhere, the updated peers
+        are rolled back and ``target`` takes its groups back."""
+        self.say(target, f"handing {', '.join(groups)} over to a peer before its restart")
+        target.remote.run(HB_STANDBY, timeout=120)
+        try:
+            wait_placement(self.cluster, self.targets, lambda held: all(
+                len(held[g]) == 1 and target.node.name not in held[g] for g in groups),
+                move_deadline(self.cluster), f"{target.host} handing over {', '.join(groups)}")
+        except HbdeployError as exc:
+            self.say(target, f"FAILED: {exc}")
+            for peer in updated:
+                self.results[peer.node.name].steps["service"] = "failed"
+                self.say(peer, "the journal's last lines:")
+                for line in apply.journal(peer.remote).splitlines():
+                    self.out(f"[{peer.host}]   journal: {line}")
+            roll_back(self.run)
+            target.remote.run(f"{HB_TAKEOVER} all", check=False, timeout=120)
+            raise RolloutError(
+                f"the handover from {target.host} failed ({exc}): the updated peers "
+                f"({', '.join(p.host for p in updated) or 'none'}) got their previous files "
+                f"back, {target.host} was left unchanged and took its groups back; rollout "
+                "stopped") from None
+        self.say(target, "handover complete")
+
+    def wait_healthy(self, target: Target, peers: set[str], check_groups: bool = False,
+                     booting: bool = False) -> None:
+        """Poll until heartbeat runs on ``target`` and sees ``peers`` active (and, on a
+        running cluster, each resource group is held by exactly one node). ``booting``:
+        the peers started at the same time, so they may take initdead too."""
+        t = self.cluster.timings
+        peers_sorted = sorted(peers)
+        wait_ms = 2 * t.deadtime.ms if peers else 0  # a peer declared dead, and back
+        if booting or not peers:
+            wait_ms += t.initdead.ms  # heartbeat's own wait for its peers after a start
+        deadline = wait_ms / 1000 + 15
+
+        def healthy() -> bool:
+            view = node_view(self.cluster, target.node.name, target.remote)
+            if not (view.heartbeat and all(view.peers.get(p) == "active" for p in peers)):
+                return False
+            if check_groups:
+                groups = snapshot(self.cluster, self.targets).groups
+                return all(len(groups[g]) == 1 for g in self.placed_before if g in groups)
+            return True
+
+        apply.wait_until(f"{target.host}: heartbeat up and peers "
+                         f"{', '.join(peers_sorted) or '(none yet)'} active", healthy, deadline)
+        self.say(target, "heartbeat up" + (f", sees {', '.join(peers_sorted)} active"
+                                           if peers_sorted else ""))

@@ -1,0 +1,85 @@
+"""Keeping heartbeat running where it should: what hbdeploy adds to every node's systemd.
+
+- A drop-in for ``heartbeat.service``: ``Restart=always``. Debian's unit has ``Restart=no``,
+  so heartbeat stayed down after a crash, a ``kill -9`` or one of its own split-brain
+  restarts that systemd saw as an exit.
+- ``hbdeploy-guard``: a node that lost every peer and cannot reach any reference address
+  (the cluster's ``ping`` addresses, else its default gateway) is the one cut off; it
+  stops heartbeat, releases its resources and starts heartbeat again once the network
+  answers, so that it rejoins as a new member and the node that served during the cut
+  keeps serving (docs/operations.md, "Partitions").
+"""
+
+from __future__ import annotations
+
+from .model import Cluster
+from .render import HEADER, RenderedFile, template
+
+DROPIN_DIR = "/etc/systemd/system/heartbeat.service.d"
+DROPIN_PATH = f"{DROPIN_DIR}/hbdeploy.conf"
+GUARD_PATH = "/usr/local/sbin/hbdeploy-guard"
+GUARD_UNIT_PATH = "/etc/systemd/system/hbdeploy-guard.service"
+GUARD_STOPPED = "/run/hbdeploy-guard.stopped"
+PATHS = {"dropin": DROPIN_PATH, "guard": GUARD_PATH, "guard.service": GUARD_UNIT_PATH}
+RESTART_SEC = 1
+
+DROPIN = f"""# {HEADER}
+# heartbeat comes back by itself after a crash, a kill or a restart it could not finish;
+# `systemctl stop heartbeat` still stops it for good.
+[Unit]
+StartLimitIntervalSec=0
+
+[Service]
+Restart=always
+RestartSec={RESTART_SEC}
+"""
+
+GUARD_UNIT = f"""# {HEADER}
+[Unit]
+Description=hbdeploy guard: an isolated node steps out of the heartbeat cluster
+After=heartbeat.service network-online.target
+
+[Service]
+ExecStart={GUARD_PATH}
+Restart=always
+RestartSec=1
+
+[Install]
+WantedBy=multi-user.target
+"""
+
+
+def references(cluster: Cluster, gateway: str) -> list[str]:
+    """The addresses an isolated node cannot reach: ``ping`` (and ping groups), else the
+    node's default gateway; empty when there is neither (the guard then never acts)."""
+    listed = [*cluster.ping, *(ip for _, ips in cluster.ping_groups for ip in ips)]
+    return listed or ([gateway] if gateway else [])
+
+
+def render(cluster: Cluster, node_name: str, gateway: str,
+           heartbeat_path: str) -> dict[str, RenderedFile]:
+    """The node's drop-in, guard script and guard unit, keyed like ``PATHS``."""
+    node = cluster.node(node_name)
+    peers = [n for n in cluster.nodes if n.name != node.name]
+    guard = template("hbdeploy-guard.j2").render(
+        header=HEADER, node=node, peers=peers, references=references(cluster, gateway),
+        heartbeat_path=heartbeat_path, stopped=GUARD_STOPPED)
+    return {"dropin": RenderedFile("dropin", DROPIN, 0o644, path=DROPIN_PATH),
+            "guard": RenderedFile("guard", guard, 0o755, path=GUARD_PATH),
+            "guard.service": RenderedFile("guard.service", GUARD_UNIT, 0o644,
+                                          path=GUARD_UNIT_PATH)}
+
+
+# Reported by the facts probe: each file's checksum and the guard's state.
+PROBE = "\n".join(
+    [f'[ -f {path} ] && p "sha_{key}" "$(sha256sum {path} | cut -d" " -f1)"'
+     for key, path in PATHS.items()]
+    + ['p guard_active "$(systemctl is-active hbdeploy-guard 2>/dev/null)"',
+       'p guard_enabled "$(systemctl is-enabled hbdeploy-guard 2>/dev/null)"',
+       f'[ -e {GUARD_STOPPED} ] && p guard_stopped yes',
+       "p gateway \"$(ip -4 route show default 2>/dev/null | "
+       "sed -n 's/.* via \\([0-9.]*\\).*/\\1/p' | head -n 1)\""])
+
+REMOVE = (f"systemctl disable --now hbdeploy-guard.service >/dev/null 2>&1; "
+          f"rm -f {GUARD_UNIT_PATH} {GUARD_PATH} {DROPIN_PATH} {GUARD_STOPPED}; "
+          f"rmdir {DROPIN_DIR} 2>/dev/null; systemctl daemon-reload")
