@@ -9,10 +9,11 @@ for a patience of its own before it acts:
 - heartbeat not running on a node (and not held stopped by hbdeploy-guard, which restarts
   it when the node's network is back): ``systemctl start heartbeat``;
 - a group held by no node while every node is active: ``hb_takeover local`` on its
-  preferred node (``hb_takeover foreign`` on another when that one is not in the run);
-- a group held by two nodes that hear each other: heartbeat restarted on every holder but
-  one (the preferred node, when it holds the group); the restart's graceful stop releases
-  the extra copy;
+  preferred node (``hb_takeover foreign`` on another when that one is not in the run), then
+  ``ResourceManager takegroup`` there (heartbeat may believe the group is still held);
+- a group held by two nodes that hear each other: ``ResourceManager givegroup`` on every
+  holder but one (the preferred node, when it holds the group): heartbeat's own resource
+  scripts release the extra copy, whatever heartbeat believes it holds;
 - auto_failback on and a group away from its active preferred node: ``hb_takeover local``
   on the preferred node.
 
@@ -38,10 +39,12 @@ from .targets import Target
 Say = Callable[[Target, str], None]
 
 # Lines heartbeat or its ResourceManager log when a configuration cannot work.
-FAULTS = re.compile(r"Giving up resources due to failure of|Configuration error|"
+FAULTS = re.compile(r"Giving up resources due to failure of|Return code [1-9][0-9]* from|"
+                    r"Configuration error|"
                     r"Illegal directive|Bad permissions on keyfile|Authentication file|"
                     r"cannot open authentication file|Unknown node|ERROR: .* failed \(rc=")
 SETTLE_POLL = 0.5
+RESOURCE_MANAGER = "/usr/share/heartbeat/ResourceManager"
 
 
 @dataclass
@@ -73,6 +76,8 @@ def issues(cluster: Cluster, targets: list[Target], status: ClusterStatus,
            say: Say) -> list[Issue]:
     """Every difference from the desired state, each with its repair where there is one."""
     deadtime = cluster.timings.deadtime.ms / 1000
+    # heartbeat's own first acquisition after a start may wait for initdead
+    orphan_patience = max(2 * deadtime, cluster.timings.initdead.ms / 1000)
     by_node = {t.node.name: t for t in targets}
     views = {v.node: v for v in status.nodes}
     found: list[Issue] = []
@@ -105,23 +110,26 @@ def issues(cluster: Cluster, targets: list[Target], status: ClusterStatus,
         preferred = by_node.get(group.node)
         if not whole:
             continue  # placement is judged once every node runs and hears the others
+        key = shlex.quote(group.resources[0])  # ResourceManager's name for the group
         if not holders:
             taker = preferred or targets[0]
             how = "local" if preferred else "foreign"
             found.append(Issue(
                 f"orphan {group.node}", f"group {group.node} is held by no node",
-                patience=2 * deadtime, repair=_run(taker, f"{HB_TAKEOVER} {how}"),
-                repair_text=f"group {group.node} was held by no node: hb_takeover {how} on "
-                            f"{taker.node.name}"))
+                patience=orphan_patience,
+                repair=_run(taker, f"{HB_TAKEOVER} {how}; {RESOURCE_MANAGER} takegroup {key}"),
+                repair_text=f"group {group.node} was held by no node: hb_takeover {how} and "
+                            f"ResourceManager takegroup on {taker.node.name}"))
         elif len(holders) > 1:
             keeper = group.node if group.node in holders else holders[0]
             extra = [by_node[h] for h in holders if h != keeper]
             found.append(Issue(
                 f"twice {group.node}", f"group {group.node} is held by {', '.join(holders)}",
-                patience=2 * deadtime, repair=_restart_all(extra),
-                repair_text=f"group {group.node} was held by {', '.join(holders)}: restarted "
-                            f"heartbeat on {', '.join(t.node.name for t in extra)} (its "
-                            f"graceful stop releases the copy), {keeper} keeps it"))
+                patience=2 * deadtime,
+                repair=_run_all(extra, f"{RESOURCE_MANAGER} givegroup {key}"),
+                repair_text=f"group {group.node} was held by {', '.join(holders)}: "
+                            "ResourceManager givegroup on "
+                            f"{', '.join(t.node.name for t in extra)}, {keeper} keeps it"))
         elif (cluster.auto_failback == "on" and preferred is not None
               and holders != [group.node]):
             found.append(Issue(
@@ -139,10 +147,10 @@ def _run(target: Target, command: str) -> Callable[[], None]:
     return repair
 
 
-def _restart_all(targets: list[Target]) -> Callable[[], None]:
+def _run_all(targets: list[Target], command: str) -> Callable[[], None]:
     def repair() -> None:
         for target in targets:
-            target.remote.run("systemctl restart heartbeat.service", check=False, timeout=600)
+            target.remote.run(command, check=False, timeout=120)
     return repair
 
 

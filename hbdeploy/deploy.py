@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 
 from fabric import Connection
 
-from . import apply, facts, firewall
+from . import apply, facts, firewall, supervision
 from .converge import config_fault, converge
 from .errors import HbdeployError
 from .model import Cluster
@@ -120,6 +120,12 @@ class Deployment:
         if problems:
             raise DeployError("pre-flight failed, no host was changed:\n  "
                               + "\n  ".join(problems))
+        for target in self.targets:
+            plan = plans[target.node.name]
+            if not supervision.references(self.cluster, plan.facts.gateway):
+                self.say(target, "warning: no `ping` address in the cluster file and no "
+                                 "default gateway here: hbdeploy-guard cannot tell this node "
+                                 "being cut off from its peers dying, and will not act")
         return plans
 
     # -- check mode ----------------------------------------------------------------------------
@@ -203,8 +209,9 @@ class Deployment:
                     apply.supervise(target.remote, plan)
                     result.steps["service"] = "changed"
                     if plan.changed_supervision:
-                        self.say(target, "heartbeat restarts by itself; hbdeploy-guard "
-                                         "watches for isolation (supervision.py)")
+                        self.say(target, "supervision in place: heartbeat.service restarts "
+                                         "on any exit but a stop; hbdeploy-guard watches for "
+                                         "this node being cut off")
             except HbdeployError as exc:
                 result.steps[step] = "failed"
                 raise exc

@@ -12,6 +12,7 @@
 
 from __future__ import annotations
 
+from .announce import SEND_ARP
 from .model import Cluster
 from .render import HEADER, RenderedFile, template
 
@@ -21,17 +22,19 @@ GUARD_PATH = "/usr/local/sbin/hbdeploy-guard"
 GUARD_UNIT_PATH = "/etc/systemd/system/hbdeploy-guard.service"
 GUARD_STOPPED = "/run/hbdeploy-guard.stopped"
 PATHS = {"dropin": DROPIN_PATH, "guard": GUARD_PATH, "guard.service": GUARD_UNIT_PATH}
-RESTART_SEC = 1
+RESTART_SEC = "200ms"  # back before a peer declares it dead, even with deadtime 1 s
 
 DROPIN = f"""# {HEADER}
 # heartbeat comes back by itself after a crash, a kill or a restart it could not finish;
-# `systemctl stop heartbeat` still stops it for good.
+# `systemctl stop heartbeat` still stops it for good. Before a start, what a killed
+# heartbeat left running (its ipfail, its children) goes: it would talk for a dead daemon.
 [Unit]
 StartLimitIntervalSec=0
 
 [Service]
 Restart=always
 RestartSec={RESTART_SEC}
+ExecStartPre=-{GUARD_PATH} cleanup
 """
 
 GUARD_UNIT = f"""# {HEADER}
@@ -63,7 +66,8 @@ def render(cluster: Cluster, node_name: str, gateway: str,
     peers = [n for n in cluster.nodes if n.name != node.name]
     guard = template("hbdeploy-guard.j2").render(
         header=HEADER, node=node, peers=peers, references=references(cluster, gateway),
-        heartbeat_path=heartbeat_path, stopped=GUARD_STOPPED)
+        heartbeat_dir=heartbeat_path.rsplit("/", 1)[0], stopped=GUARD_STOPPED,
+        floating=cluster.floating_ips(), send_arp=SEND_ARP)
     return {"dropin": RenderedFile("dropin", DROPIN, 0o644, path=DROPIN_PATH),
             "guard": RenderedFile("guard", guard, 0o755, path=GUARD_PATH),
             "guard.service": RenderedFile("guard.service", GUARD_UNIT, 0o644,

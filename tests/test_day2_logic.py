@@ -237,10 +237,13 @@ def test_converge_repairs_each_state_a_heal_can_leave() -> None:
     assert remotes["n2"].commands == ["systemctl start heartbeat.service"]
     (orphan,), remotes = converge_issues(c, [view("n1"), view("n2")])
     orphan.repair()  # type: ignore[misc]
-    assert remotes["n1"].commands == ["/usr/share/heartbeat/hb_takeover local"]
+    assert remotes["n1"].commands == ["/usr/share/heartbeat/hb_takeover local; "
+                                      "/usr/share/heartbeat/ResourceManager takegroup "
+                                      "IPaddr::10.9.0.100"]
     (twice,), remotes = converge_issues(c, [view("n1", ["n1"]), view("n2", ["n1"])])
     twice.repair()  # type: ignore[misc]
-    assert remotes["n2"].commands == ["systemctl restart heartbeat.service"]
+    assert remotes["n2"].commands == ["/usr/share/heartbeat/ResourceManager givegroup "
+                                      "IPaddr::10.9.0.100"]
     assert not remotes["n1"].commands and "n1 keeps it" in twice.repair_text
     (away,), remotes = converge_issues(c, [view("n1"), view("n2", ["n1"])])
     away.repair()  # type: ignore[misc]
@@ -250,7 +253,7 @@ def test_converge_repairs_each_state_a_heal_can_leave() -> None:
     cut = view("n2", heartbeat=False)
     cut.guard_stopped = True
     found, _ = converge_issues(c, [view("n1", ["n1"], peer_state="dead"), cut])
-    assert [i.repair for i in found] == [None, None]  # the guard brings it back when its network answers
+    assert [i.repair for i in found] == [None, None]  # the guard brings it back
 
 
 def test_guard_references_are_ping_then_the_gateway() -> None:
@@ -268,9 +271,12 @@ def test_guard_references_are_ping_then_the_gateway() -> None:
 def test_three_node_warning() -> None:
     from hbdeploy.config import warnings
 
-    assert not warnings(cluster())
-    (warning,) = warnings(cluster(nodes={"n1": "10.9.0.1", "n2": "10.9.0.2", "n3": "10.9.0.3"}))
+    assert not warnings(cluster(ping="10.9.0.254"))
+    (warning,) = warnings(cluster(nodes={"n1": "10.9.0.1", "n2": "10.9.0.2", "n3": "10.9.0.3"},
+                                  ping="10.9.0.254"))
     assert "built for two" in warning
+    (warning,) = warnings(cluster())
+    assert "no `ping` address" in warning and "default gateway" in warning
 
 
 def test_host_facts_default_is_not_running() -> None:

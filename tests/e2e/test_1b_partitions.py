@@ -1,0 +1,139 @@
+"""Partitions, crashes and what a deploy repairs afterwards, measured from outside the nodes
+(an HTTP probe of the floating IP every 50 ms, hbdeploy/lab/outage.py).
+
+The cut/heal and kill tests repeat: 3 times by default, `--partition-loops N` for more
+(docs/operations.md gives the figures of 10)."""
+
+from __future__ import annotations
+
+import pytest
+
+from hbdeploy.lab import Lab
+from hbdeploy.lab.demo import http_name
+from hbdeploy.lab.outage import cut_cycle, heartbeat_whole, holders, kill_cycle
+
+from .conftest import FLOATING_IP, cli, poll, ssh
+
+NODES = ["haproxy1", "haproxy2"]
+DEADTIME = 5  # examples/lab.yml
+GROUP_KEY = "IPaddr::10.213.0.100/24/eth0"
+RESOURCE_MANAGER = "/usr/share/heartbeat/ResourceManager"
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    if "loop" in metafunc.fixturenames:
+        loops = metafunc.config.getoption("partition_loops")
+        metafunc.parametrize("loop", range(1, loops + 1), ids=lambda i: f"run{i}")
+
+
+@pytest.fixture(scope="module")
+def cluster(lab: Lab) -> Lab:
+    """examples/lab.yml on haproxy1 and haproxy2, whole, haproxy1 serving."""
+    result = cli(lab, "deploy")
+    assert result.returncode == 0, result.stdout + result.stderr
+    poll(lambda: http_name(FLOATING_IP) == "haproxy1", 60)
+    return lab
+
+
+def whole_and_home(lab: Lab) -> None:
+    """Between tests: every node back in the cluster and the IP on haproxy1."""
+    poll(lambda: heartbeat_whole(lab, NODES), 60, interval=0.5)
+    poll(lambda: http_name(FLOATING_IP) == "haproxy1", 60)
+
+
+def test_supervision_is_installed(cluster: Lab) -> None:
+    lab = cluster
+    for node in NODES:
+        unit = ssh(lab, node, "systemctl show -p Restart --value heartbeat").stdout.strip()
+        assert unit == "always"
+        assert ssh(lab, node, "systemctl is-active hbdeploy-guard").stdout.strip() == "active"
+    assert 'REFERENCES="10.213.0.1"' in ssh(lab, "haproxy1",
+                                            "cat /usr/local/sbin/hbdeploy-guard").stdout
+
+
+def test_cut_of_the_holder_fails_over_and_heals_in_under_3s(cluster: Lab, loop: int) -> None:
+    lab = cluster
+    whole_and_home(lab)
+    cycle = cut_cycle(lab, FLOATING_IP, NODES, "haproxy1", DEADTIME + 3, DEADTIME)
+    print(f"run {loop}: {cycle}")
+    assert cycle.failover is not None and cycle.failover <= DEADTIME + 2, cycle
+    assert cycle.whole_after is not None, "heartbeat did not run again on every node"
+    assert cycle.unanswered_repair <= 3, cycle
+    assert cycle.holders_after == ["haproxy1"], cycle  # auto_failback on
+    log = ssh(lab, "haproxy1", "journalctl -u hbdeploy-guard --since=-60s -o cat").stdout
+    assert "isolated: every peer (haproxy2) is dead" in log
+    assert "starting heartbeat (it rejoins as a new member)" in log
+
+
+def test_cut_of_the_spare_never_moves_the_ip(cluster: Lab) -> None:
+    lab = cluster
+    whole_and_home(lab)
+    cycle = cut_cycle(lab, FLOATING_IP, NODES, "haproxy2", DEADTIME + 3, DEADTIME)
+    print(cycle)
+    assert cycle.unanswered_fault == 0 and cycle.unanswered_repair == 0, cycle
+    assert cycle.whole_after is not None and cycle.holders_after == ["haproxy1"], cycle
+
+
+def test_kill_9_of_heartbeat_is_undone(cluster: Lab, loop: int) -> None:
+    lab = cluster
+    whole_and_home(lab)
+    node = NODES[loop % 2]  # the holder, then the spare, ...
+    before = ssh(lab, node, "systemctl show -p MainPID --value heartbeat").stdout.strip()
+    cycle = kill_cycle(lab, FLOATING_IP, NODES, node, DEADTIME)
+    print(f"run {loop}: {cycle}")
+    assert cycle.whole_after is not None and cycle.whole_after <= 15, cycle
+    assert ssh(lab, node, "systemctl show -p MainPID --value heartbeat").stdout.strip() \
+        != before
+    assert cycle.unanswered_repair <= 3 and cycle.holders_after == ["haproxy1"], cycle
+
+
+def repaired(lab: Lab, what: str) -> str:
+    """A deploy with nothing to change: exit 0, and it says it repaired ``what``."""
+    result = cli(lab, "deploy")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert f"repaired: {what}" in result.stdout, result.stdout
+    assert holders(lab, FLOATING_IP, NODES) == ["haproxy1"]
+    assert http_name(FLOATING_IP) == "haproxy1"
+    return result.stdout
+
+
+def test_no_change_deploy_adopts_an_orphaned_group(cluster: Lab) -> None:
+    lab = cluster
+    whole_and_home(lab)
+    ssh(lab, "haproxy1", f"{RESOURCE_MANAGER} givegroup {GROUP_KEY}")  # heartbeat unaware
+    assert holders(lab, FLOATING_IP, NODES) == []
+    repaired(lab, "group haproxy1 was held by no node: hb_takeover local and "
+                  "ResourceManager takegroup on haproxy1")
+
+
+def test_no_change_deploy_releases_a_group_held_twice(cluster: Lab) -> None:
+    lab = cluster
+    whole_and_home(lab)
+    ssh(lab, "haproxy2", f"{RESOURCE_MANAGER} takegroup {GROUP_KEY}")
+    assert holders(lab, FLOATING_IP, NODES) == NODES
+    repaired(lab, "group haproxy1 was held by haproxy1, haproxy2: ResourceManager givegroup "
+                  "on haproxy2, haproxy1 keeps it")
+
+
+def test_no_change_deploy_brings_a_group_home_with_auto_failback_on(cluster: Lab) -> None:
+    lab = cluster
+    whole_and_home(lab)
+    ssh(lab, "haproxy1", "/usr/share/heartbeat/hb_standby")  # sticky: heartbeat keeps it away
+    poll(lambda: holders(lab, FLOATING_IP, NODES) == ["haproxy2"], 30)
+    repaired(lab, "group haproxy1 stayed on haproxy2 with auto_failback on: hb_takeover "
+                  "local on haproxy1")
+
+
+def test_no_change_deploy_starts_heartbeat_where_it_was_stopped(cluster: Lab) -> None:
+    lab = cluster
+    whole_and_home(lab)
+    ssh(lab, "haproxy2", "systemctl stop heartbeat")
+    status = cli(lab, "status", "--cluster", "examples/lab.yml", hosts=None)
+    assert status.returncode == 1, status.stdout
+    assert "haproxy2: heartbeat is not running; fix: `systemctl start heartbeat`" \
+        in status.stdout
+    assert "no spare left" in status.stdout
+    result = cli(lab, "deploy")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "[haproxy2] starting heartbeat" in result.stdout
+    assert heartbeat_whole(lab, NODES) and holders(lab, FLOATING_IP, NODES) == ["haproxy1"]
