@@ -95,9 +95,11 @@ def run_profile(name: str, runs: int, supervised: bool) -> dict:
 
 
 def settle(lab: Lab) -> None:
-    """Before the next fault: the IP answers (a late repair would blur the next figure)."""
-    from hbdeploy.lab.outage import http_answer
-    wait_for(lambda: http_answer(IP) is not None, 60, interval=0.2)
+    """Before the next fault: every node whole, the IP held once and answering (a late
+    repair would blur the next figure)."""
+    from hbdeploy.lab.outage import heartbeat_whole, http_answer
+    wait_for(lambda: heartbeat_whole(lab, NODES) and len(holders(lab, IP, NODES)) == 1
+             and http_answer(IP) is not None, 90, interval=0.5)
 
 
 def table(results: list[dict]) -> str:

@@ -63,6 +63,7 @@ class Outcome:
     problems: list[str] = field(default_factory=list)
     actions: list[str] = field(default_factory=list)
     holders: dict[str, list[str]] = field(default_factory=dict)  # floating IP -> nodes
+    blame: dict[str, list[str]] = field(default_factory=dict)  # node -> journal lines
 
 
 def deadline(cluster: Cluster) -> float:
@@ -155,12 +156,20 @@ def _run_all(targets: list[Target], command: str) -> Callable[[], None]:
 
 
 def converge(cluster: Cluster, targets: list[Target], say: Say,
-             limit: float | None = None) -> Outcome:
+             limit: float | None = None,
+             blame: Callable[[], dict[str, list[str]]] | None = None) -> Outcome:
     """Poll, repair what stays wrong past its patience, until the cluster has been right
-    for a while (at once if it is right at first sight) or ``limit`` seconds pass."""
+    for a while (at once if it is right at first sight) or ``limit`` seconds pass.
+
+    ``blame`` (a deploy that wrote files) is asked, once the trouble has lasted 2 x
+    deadtime and then every 5 s, whether the new configuration is at fault: if it says so,
+    waiting on longer would not help, and converge stops with its answer."""
     limit = deadline(cluster) if limit is None else limit
-    steady = 2 * cluster.timings.deadtime.ms / 1000  # after any trouble, it must hold
+    deadtime = cluster.timings.deadtime.ms / 1000
+    steady = deadtime  # after any trouble, the right state must hold this long
     outcome = Outcome()
+    trouble_since: float | None = None
+    blame_next = 0.0
     first_seen: dict[str, float] = {}
     end = time.monotonic() + limit
     right_since: float | None = None
@@ -170,11 +179,18 @@ def converge(cluster: Cluster, targets: list[Target], say: Say,
         now = time.monotonic()
         found = issues(cluster, targets, status, say)
         if not found:
-            right_since = right_since or now
+            right_since, trouble_since = right_since or now, None
             if not troubled or now - right_since >= steady:
                 break
         else:
             troubled, right_since = True, None
+            trouble_since = trouble_since or now
+            if blame and now - trouble_since >= 2 * deadtime and now >= blame_next:
+                blame_next = now + 5
+                outcome.blame = blame()
+                if outcome.blame:
+                    outcome.problems = [i.text for i in found]
+                    return outcome
             for key in list(first_seen):
                 if key not in {i.key for i in found}:
                     del first_seen[key]

@@ -246,7 +246,11 @@ def deploy_cluster(cluster: Cluster, connections: Sequence[Connection], *, check
         recap.failed = True
         recap.messages.append(str(exc))
         return recap
-    outcome = converge(cluster, targets, run.say)
+    def blame() -> dict[str, list[str]]:
+        return config_fault(targets, time.monotonic() - run.started)
+
+    wrote = any(run.pushed.values())
+    outcome = converge(cluster, targets, run.say, blame=blame if wrote else None)
     recap.actions = outcome.actions
     for result in run.results.values():
         result.holds = sorted(ip for ip, held in outcome.holders.items()
@@ -254,11 +258,11 @@ def deploy_cluster(cluster: Cluster, connections: Sequence[Connection], *, check
     if outcome.problems:
         recap.failed = True
         recap.messages += outcome.problems
-        if any(run.pushed.values()):
-            blame = config_fault(targets, time.monotonic() - run.started)
-            if blame:
+        if wrote:
+            faults = outcome.blame or blame()
+            if faults:
                 # The new configuration is at fault: put the previous one back.
-                for node, lines in blame.items():
+                for node, lines in faults.items():
                     for line in lines:
                         run.out(f"[{node}]   journal: {line}")
                 roll_back(run)

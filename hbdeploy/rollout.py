@@ -1,6 +1,7 @@
 """Rollout: new files reach heartbeat one node at a time (reload or restart), never two at
 once; a node holding resources hands them to an updated peer first. A node that does not
-come up healthy stops the rollout and the run's files are rolled back (rollback.py).
+come up healthy stops the rollout; the run's files are rolled back (rollback.py) when the
+configuration is at fault.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ if TYPE_CHECKING:
 
 
 class RolloutError(HbdeployError):
-    """The rollout stopped; the previous files are back where this run wrote."""
+    """The rollout stopped; the message says whether the previous files were restored."""
 
 
 class Rollout:

@@ -67,7 +67,8 @@ def render(cluster: Cluster, node_name: str, gateway: str,
     guard = template("hbdeploy-guard.j2").render(
         header=HEADER, node=node, peers=peers, references=references(cluster, gateway),
         heartbeat_dir=heartbeat_path.rsplit("/", 1)[0], stopped=GUARD_STOPPED,
-        floating=cluster.floating_ips(), send_arp=SEND_ARP)
+        floating=cluster.floating_ips(), send_arp=SEND_ARP,
+        silence_cs=min(200, cluster.timings.deadtime.ms // 10))
     return {"dropin": RenderedFile("dropin", DROPIN, 0o644, path=DROPIN_PATH),
             "guard": RenderedFile("guard", guard, 0o755, path=GUARD_PATH),
             "guard.service": RenderedFile("guard.service", GUARD_UNIT, 0o644,

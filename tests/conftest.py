@@ -18,6 +18,6 @@ def _no_password_from_env(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
-    parser.addoption("--partition-loops", type=int, default=3, dest="partition_loops",
+    parser.addoption("--partition-loops", type=int, default=2, dest="partition_loops",
                      help="how many times the lab's cut/heal and kill -9 tests repeat "
                           "(tests/e2e/test_1b_partitions.py)")

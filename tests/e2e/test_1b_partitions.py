@@ -1,7 +1,7 @@
 """Partitions, crashes and what a deploy repairs afterwards, measured from outside the nodes
 (an HTTP probe of the floating IP every 50 ms, hbdeploy/lab/outage.py).
 
-The cut/heal and kill tests repeat: 3 times by default, `--partition-loops N` for more
+The cut/heal and kill tests repeat: twice by default, `--partition-loops N` for more
 (docs/operations.md gives the figures of 10)."""
 
 from __future__ import annotations
