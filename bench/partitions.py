@@ -2,7 +2,9 @@
 
     .venv/bin/python bench/partitions.py                   # examples/lab.yml and lab-fast.yml
     .venv/bin/python bench/partitions.py --runs 3 --profile lab
-    .venv/bin/python bench/partitions.py --no-supervision  # heartbeat alone, for comparison
+    .venv/bin/python bench/partitions.py --no-supervision --out partitions-alone.json
+    .venv/bin/python bench/partitions.py --profile lab --cut-extra 0.5 --no-kill \
+        --out partitions-window.json     # heals right after both sides declared the other dead
 
 For each profile: a fresh 2-node lab, a deploy, then ``--runs`` cuts of the node holding
 the floating IP (its link down for deadtime + 4 s, then healed) and ``--runs`` ``kill -9``
@@ -60,7 +62,8 @@ def failback_off() -> None:
     PROFILES["lab-failback-off"].write_text(text)
 
 
-def run_profile(name: str, runs: int, supervised: bool) -> dict:
+def run_profile(name: str, runs: int, supervised: bool, cut_extra: float = 4,
+                kills: bool = True) -> dict:
     if name == "lab-failback-off":
         failback_off()
     cluster = config.load_cluster(PROFILES[name])
@@ -76,13 +79,13 @@ def run_profile(name: str, runs: int, supervised: bool) -> dict:
     cycles: list[Cycle] = []
     for i in range(runs):
         holder = (holders(lab, IP, NODES) or ["haproxy1"])[0]
-        cycle = cut_cycle(lab, IP, NODES, holder, deadtime + 4, 2 * deadtime + 3)
+        cycle = cut_cycle(lab, IP, NODES, holder, deadtime + cut_extra, 2 * deadtime + 3)
         cycles.append(cycle)
         print(f"{name} cut {i + 1}/{runs} of {holder}: failover {cycle.failover}, "
               f"after the heal unanswered {cycle.unanswered_repair:.2f}s, whole after "
               f"{cycle.whole_after}", flush=True)
         settle(lab)
-    for i in range(runs):
+    for i in range(runs if kills else 0):
         node = NODES[i % 2]
         cycle = kill_cycle(lab, IP, NODES, node, 2 * deadtime + 3)
         cycles.append(cycle)
@@ -91,7 +94,8 @@ def run_profile(name: str, runs: int, supervised: bool) -> dict:
         settle(lab)
     lab.down()
     return {"profile": name, "cluster": str(PROFILES[name].relative_to(ROOT)),
-            "supervised": supervised, "cycles": [dataclasses.asdict(c) for c in cycles]}
+            "supervised": supervised, "cut_s": deadtime + cut_extra,
+            "cycles": [dataclasses.asdict(c) for c in cycles]}
 
 
 def settle(lab: Lab) -> None:
@@ -107,7 +111,8 @@ def table(results: list[dict]) -> str:
             "repair s (median / max) | heal <= 3 s | heartbeat on every node again |",
             "|---|---|---|---|---|---|---|"]
     for result in results:
-        label = result["profile"] + ("" if result["supervised"] else " (heartbeat alone)")
+        label = (result["profile"] + ("" if result["supervised"] else " (heartbeat alone)")
+                 + f", cut {result['cut_s']:g} s")
         for fault in ("cut", "kill -9"):
             cycles = [c for c in result["cycles"] if c["fault"] == fault]
             if not cycles:
@@ -128,11 +133,15 @@ def main() -> None:
     parser.add_argument("--profile", choices=sorted(PROFILES), action="append")
     parser.add_argument("--no-supervision", action="store_true",
                         help="remove hbdeploy's drop-in and guard after the deploy")
+    parser.add_argument("--cut-extra", type=float, default=4,
+                        help="seconds a cut lasts beyond deadtime (default 4)")
+    parser.add_argument("--no-kill", action="store_true", help="cuts only")
+    parser.add_argument("--out", default="partitions.json", help="file name under bench/")
     args = parser.parse_args()
-    results = [run_profile(p, args.runs, not args.no_supervision)
+    results = [run_profile(p, args.runs, not args.no_supervision, args.cut_extra,
+                           not args.no_kill)
                for p in args.profile or ["lab", "fast"]]
-    out = ROOT / "bench" / ("partitions.json" if not args.no_supervision
-                            else "partitions-heartbeat-alone.json")
+    out = ROOT / "bench" / args.out
     out.write_text(json.dumps({"date": time.strftime("%Y-%m-%d %H:%M"),
                                "machine": f"{platform.node()} {platform.machine()}, "
                                           f"{_cores()} cores",

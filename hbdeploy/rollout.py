@@ -89,7 +89,7 @@ class Rollout:
             if plan.reload_only:
                 self.say(target, f"reloading heartbeat ({', '.join(plan.changed_files)} "
                                  "re-read, resources kept)")
-                apply.reload(target.remote, plan.heartbeat_path)
+                apply.reload(target.remote)
                 self.applied[name] = "reload"
                 self.results[name].steps["service"] = "reloaded"
                 self._settle(target, plan, peers, check_groups=True)
@@ -157,7 +157,7 @@ class Rollout:
             return set()
         for target in rekey:
             self.say(target, "reloading heartbeat for the new password (ahead of restarts)")
-            apply.reload(target.remote, plans[target.node.name].heartbeat_path)
+            apply.reload(target.remote)
             self.applied[target.node.name] = "reload"
             self.results[target.node.name].steps["service"] = "reloaded"
         for target in rekey:
