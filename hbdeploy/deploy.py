@@ -246,6 +246,7 @@ def deploy_cluster(cluster: Cluster, connections: Sequence[Connection], *, check
         recap.failed = True
         recap.messages.append(str(exc))
         return recap
+
     def blame() -> dict[str, list[str]]:
         return config_fault(targets, time.monotonic() - run.started)
 
