@@ -56,6 +56,7 @@ class Issue:
     patience: float = 0.0
     repair: Callable[[], None] | None = None
     repair_text: str = ""
+    actor: Target | None = None  # the node the repair runs on
 
 
 @dataclass
@@ -73,8 +74,7 @@ def deadline(cluster: Cluster) -> float:
     return (t.initdead.ms + 6 * t.deadtime.ms) / 1000 + 30
 
 
-def issues(cluster: Cluster, targets: list[Target], status: ClusterStatus,
-           say: Say) -> list[Issue]:
+def issues(cluster: Cluster, targets: list[Target], status: ClusterStatus) -> list[Issue]:
     """Every difference from the desired state, each with its repair where there is one."""
     deadtime = cluster.timings.deadtime.ms / 1000
     # heartbeat's own first acquisition after a start may wait for initdead
@@ -94,9 +94,9 @@ def issues(cluster: Cluster, targets: list[Target], status: ClusterStatus,
         elif not view.heartbeat:
             found.append(Issue(
                 f"down {view.node}", f"heartbeat is not running on {view.node}",
-                patience=3.0, repair=_run(target, "systemctl start heartbeat.service"),
+                patience=3.0, repair=_run([target], "systemctl start heartbeat.service"),
                 repair_text=f"heartbeat was not running on {view.node}: started it "
-                            "(systemctl start heartbeat)"))
+                            "(systemctl start heartbeat)", actor=target))
         else:
             for peer, state in view.peers.items():
                 if peer in views and state != "active":
@@ -118,37 +118,33 @@ def issues(cluster: Cluster, targets: list[Target], status: ClusterStatus,
             found.append(Issue(
                 f"orphan {group.node}", f"group {group.node} is held by no node",
                 patience=orphan_patience,
-                repair=_run(taker, f"{HB_TAKEOVER} {how}; {RESOURCE_MANAGER} takegroup {key}"),
+                repair=_run([taker], f"{HB_TAKEOVER} {how}; {RESOURCE_MANAGER} takegroup {key}"),
                 repair_text=f"group {group.node} was held by no node: hb_takeover {how} and "
-                            f"ResourceManager takegroup on {taker.node.name}"))
+                            f"ResourceManager takegroup on {taker.node.name}", actor=taker))
         elif len(holders) > 1:
             keeper = group.node if group.node in holders else holders[0]
             extra = [by_node[h] for h in holders if h != keeper]
             found.append(Issue(
                 f"twice {group.node}", f"group {group.node} is held by {', '.join(holders)}",
                 patience=2 * deadtime,
-                repair=_run_all(extra, f"{RESOURCE_MANAGER} givegroup {key}"),
+                repair=_run(extra, f"{RESOURCE_MANAGER} givegroup {key}"),
                 repair_text=f"group {group.node} was held by {', '.join(holders)}: "
                             "ResourceManager givegroup on "
-                            f"{', '.join(t.node.name for t in extra)}, {keeper} keeps it"))
+                            f"{', '.join(t.node.name for t in extra)}, {keeper} keeps it",
+                actor=extra[0]))
         elif (cluster.auto_failback == "on" and preferred is not None
               and holders != [group.node]):
             found.append(Issue(
                 f"away {group.node}", f"group {group.node} is on {holders[0]}, not on its "
                 "preferred node (auto_failback on)", patience=2 * deadtime,
-                repair=_run(preferred, f"{HB_TAKEOVER} local"),
+                repair=_run([preferred], f"{HB_TAKEOVER} local"),
                 repair_text=f"group {group.node} stayed on {holders[0]} with auto_failback "
-                            f"on: hb_takeover local on {group.node}"))
+                            f"on: hb_takeover local on {group.node}", actor=preferred))
     return found
 
 
-def _run(target: Target, command: str) -> Callable[[], None]:
-    def repair() -> None:
-        target.remote.run(command, check=False, timeout=120)
-    return repair
-
-
-def _run_all(targets: list[Target], command: str) -> Callable[[], None]:
+def _run(targets: list[Target], command: str) -> Callable[[], None]:
+    """A repair: ``command`` on each of ``targets``, one after the other."""
     def repair() -> None:
         for target in targets:
             target.remote.run(command, check=False, timeout=120)
@@ -177,7 +173,7 @@ def converge(cluster: Cluster, targets: list[Target], say: Say,
     while True:
         status = snapshot(cluster, targets)
         now = time.monotonic()
-        found = issues(cluster, targets, status, say)
+        found = issues(cluster, targets, status)
         if not found:
             right_since, trouble_since = right_since or now, None
             if not troubled or now - right_since >= steady:
@@ -197,7 +193,7 @@ def converge(cluster: Cluster, targets: list[Target], say: Say,
             for issue in found:
                 since = first_seen.setdefault(issue.key, now)
                 if issue.repair and now - since >= issue.patience:
-                    say(_target_of(issue, targets), issue.repair_text)
+                    say(issue.actor or targets[0], issue.repair_text)
                     issue.repair()
                     outcome.actions.append(issue.repair_text)
                     first_seen[issue.key] = now + issue.patience  # time to work first
@@ -210,11 +206,6 @@ def converge(cluster: Cluster, targets: list[Target], say: Say,
     announce_holders(targets, outcome.holders, say)
     outcome.problems = _silent_ips(outcome.holders, targets, end)
     return outcome
-
-
-def _target_of(issue: Issue, targets: list[Target]) -> Target:
-    named = [t for t in targets if t.node.name in issue.key.split()]
-    return named[0] if named else targets[0]
 
 
 def _holders(cluster: Cluster, views: list[NodeView]) -> dict[str, list[str]]:

@@ -222,7 +222,7 @@ def converge_issues(c, views):
 
     remotes = {n.name: FakeRemote() for n in c.nodes}
     targets = [Target(n.name, n, remotes[n.name]) for n in c.nodes]  # type: ignore[arg-type]
-    found = issues(c, targets, assess(c, views), lambda *_: None)
+    found = issues(c, targets, assess(c, views))
     return found, remotes
 
 

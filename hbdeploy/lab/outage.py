@@ -13,6 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from .lab import Lab
+from .network import addresses, node_ns
 from .sh import LabError
 
 PROBE_INTERVAL = 0.05  # seconds between two probes: the figures' resolution
@@ -168,8 +169,6 @@ def kill_cycle(lab: Lab, ip: str, nodes: list[str], node: str, settle: float,
 
 def holders(lab: Lab, ip: str, nodes: list[str]) -> list[str]:
     """The nodes that have ``ip`` configured, read from their namespaces."""
-    from .network import addresses, node_ns
-
     return [n for n in nodes if ip in addresses(node_ns(n))]
 
 
