@@ -78,7 +78,7 @@ def run_profile(name: str, runs: int, supervised: bool, cut_extra: float = 4,
                            capture_output=True)
     cycles: list[Cycle] = []
     for i in range(runs):
-        holder = (holders(lab, IP, NODES) or ["haproxy1"])[0]
+        holder = (holders(IP, NODES) or ["haproxy1"])[0]
         cycle = cut_cycle(lab, IP, NODES, holder, deadtime + cut_extra, 2 * deadtime + 3)
         cycles.append(cycle)
         print(f"{name} cut {i + 1}/{runs} of {holder}: failover {cycle.failover}, "
@@ -102,7 +102,7 @@ def settle(lab: Lab) -> None:
     """Before the next fault: every node whole, the IP held once and answering (a late
     repair would blur the next figure)."""
     from hbdeploy.lab.outage import heartbeat_whole, http_answer
-    wait_for(lambda: heartbeat_whole(lab, NODES) and len(holders(lab, IP, NODES)) == 1
+    wait_for(lambda: heartbeat_whole(lab, NODES) and len(holders(IP, NODES)) == 1
              and http_answer(IP) is not None, 90, interval=0.5)
 
 

@@ -36,11 +36,15 @@ class HttpProbe:
 
     ip: str
     interval: float = PROBE_INTERVAL
+    timeout: float = PROBE_TIMEOUT
     answers: list[tuple[float, str | None]] = field(default_factory=list)
+    started: float = 0.0
+    stopped: float = 0.0
     _stop: threading.Event = field(default_factory=threading.Event)
     _thread: threading.Thread | None = None
 
     def __enter__(self) -> HttpProbe:
+        self.started = time.monotonic()
         self._thread = threading.Thread(target=self._loop, daemon=True)
         self._thread.start()
         return self
@@ -49,14 +53,29 @@ class HttpProbe:
         self._stop.set()
         assert self._thread is not None
         self._thread.join(timeout=5)
+        self.stopped = time.monotonic()
 
     def _loop(self) -> None:
         next_at = time.monotonic()
         while not self._stop.is_set():
             sent = time.monotonic()
-            self.answers.append((sent, http_answer(self.ip)))
+            self.answers.append((sent, http_answer(self.ip, self.timeout)))
             next_at = max(next_at + self.interval, time.monotonic())
             self._stop.wait(max(0.0, next_at - time.monotonic()))
+
+    @property
+    def failures(self) -> int:
+        """How many probes got no answer."""
+        return sum(1 for _, answer in self.answers if answer is None)
+
+    @property
+    def achieved_rate(self) -> float:
+        """Probes per second actually sent."""
+        return len(self.answers) / max(self.stopped - self.started, 1e-9)
+
+    def servers(self) -> set[str]:
+        """Every node that answered."""
+        return {answer for _, answer in self.answers if answer}
 
     def unanswered(self, start: float, end: float | None = None) -> float:
         """Seconds between ``start`` and ``end`` during which the IP did not answer: each
@@ -84,6 +103,39 @@ class HttpProbe:
 
     def last_failure(self) -> float | None:
         return max((sent for sent, answer in self.answers if answer is None), default=None)
+
+
+@dataclass
+class HolderWatch:
+    """Which lab nodes have ``ip`` configured, sampled every 0.1 s from their namespaces (not
+    through heartbeat); remembers the worst moment."""
+
+    lab: Lab
+    ip: str
+    samples: list[tuple[str, ...]] = field(default_factory=list)
+    _stop: threading.Event = field(default_factory=threading.Event)
+    _thread: threading.Thread | None = None
+
+    def __enter__(self) -> HolderWatch:
+        names = [m.name for m in self.lab.machines()]
+
+        def loop() -> None:
+            while not self._stop.is_set():
+                self.samples.append(tuple(holders(self.ip, names)))
+                self._stop.wait(0.1)
+
+        self._thread = threading.Thread(target=loop, daemon=True)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._stop.set()
+        assert self._thread is not None
+        self._thread.join(timeout=10)
+
+    @property
+    def max_holders(self) -> int:
+        return max((len(s) for s in self.samples), default=0)
 
 
 def wait_for(test: Callable[[], object], deadline: float, interval: float = 0.1) -> float | None:
@@ -148,7 +200,7 @@ def cut_cycle(lab: Lab, ip: str, nodes: list[str], holder: str, cut_for: float,
         end = time.monotonic()
     return Cycle("cut", holder, probe.first_answer_after(cut_at, holder),
                  probe.unanswered(cut_at, heal_at), probe.unanswered(heal_at, end), whole,
-                 holders(lab, ip, nodes))
+                 holders(ip, nodes))
 
 
 def kill_cycle(lab: Lab, ip: str, nodes: list[str], node: str, settle: float,
@@ -164,10 +216,10 @@ def kill_cycle(lab: Lab, ip: str, nodes: list[str], node: str, settle: float,
         time.sleep(settle)
         end = time.monotonic()
     return Cycle("kill -9", node, None, 0.0, probe.unanswered(at, end), whole,
-                 holders(lab, ip, nodes))
+                 holders(ip, nodes))
 
 
-def holders(lab: Lab, ip: str, nodes: list[str]) -> list[str]:
+def holders(ip: str, nodes: list[str]) -> list[str]:
     """The nodes that have ``ip`` configured, read from their namespaces."""
     return [n for n in nodes if ip in addresses(node_ns(n))]
 

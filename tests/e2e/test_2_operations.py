@@ -10,9 +10,9 @@ import pytest
 
 from hbdeploy.lab import Lab
 from hbdeploy.lab.demo import http_name
+from hbdeploy.lab.outage import HolderWatch, HttpProbe
 
 from .conftest import FLOATING_IP, LAB_CLUSTER, cli, poll, ssh
-from .traffic import HolderWatch, Traffic
 
 NODES = ("haproxy1", "haproxy2")
 SECOND_IP = "10.213.0.101"
@@ -34,6 +34,11 @@ def status(lab: Lab, cluster: Path = LAB_CLUSTER, hosts: str | None = None):
     return result.returncode, json.loads(result.stdout)
 
 
+def traffic_to(ip: str) -> HttpProbe:
+    """25 requests a second, each given 4 intervals to answer."""
+    return HttpProbe(ip, interval=0.04, timeout=0.16)
+
+
 @pytest.fixture(scope="module")
 def serving(lab: Lab) -> Lab:
     """haproxy1 and haproxy2 serving the floating IP from examples/lab.yml, healthy."""
@@ -49,7 +54,7 @@ def test_rolling_update_of_timings_and_password_loses_no_request(serving: Lab,
     changed = variant(tmp_path, "c.yml", ("warntime: 3", "warntime: 4"),
                       ("lab-only-not-a-secret", "rotated-lab-password"))
     pids = {n: ssh(lab, n, "systemctl show -p MainPID --value heartbeat").stdout for n in NODES}
-    with Traffic(FLOATING_IP) as traffic, HolderWatch(lab, FLOATING_IP) as watch:
+    with traffic_to(FLOATING_IP) as traffic, HolderWatch(lab, FLOATING_IP) as watch:
         result = cli(lab, "deploy", cluster=changed)
     assert result.returncode == 0, result.stdout + result.stderr
     assert result.stdout.count("reloading heartbeat") == 2
@@ -69,11 +74,11 @@ def test_rolling_update_of_haresources(serving: Lab, tmp_path: Path) -> None:
     two = variant(tmp_path, "two.yml", ("haproxy1: IPaddr::10.213.0.100/24/eth0",
                                         f"haproxy1: [IPaddr::10.213.0.100/24/eth0, "
                                         f"IPaddr::{SECOND_IP}/24/eth0]"))
-    with Traffic(FLOATING_IP) as traffic, HolderWatch(lab, FLOATING_IP) as watch:
+    with traffic_to(FLOATING_IP) as traffic, HolderWatch(lab, FLOATING_IP) as watch:
         result = cli(lab, "deploy", cluster=two)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "handing haproxy1 over to a peer before its restart" in result.stdout
-    assert traffic.achieved_rate >= 20
+    assert traffic.achieved_rate >= 15  # unanswered probes wait out their timeout
     assert traffic.failures <= 10, f"{traffic.failures} of {len(traffic.answers)} failed"
     assert watch.max_holders == 1, "two nodes held the floating IP at once"
     assert http_name(FLOATING_IP) == "haproxy1" and http_name(SECOND_IP) == "haproxy1"
@@ -190,7 +195,7 @@ def test_bootstrap_a_hot_spare_then_decommission(serving: Lab, tmp_path: Path) -
     settle(lab)
     three = variant(tmp_path, "three.yml", ("  haproxy2: 10.213.0.12\n",
                                             "  haproxy2: 10.213.0.12\n  haproxy3: 10.213.0.13\n"))
-    with Traffic(FLOATING_IP) as traffic, HolderWatch(lab, FLOATING_IP) as watch:
+    with traffic_to(FLOATING_IP) as traffic, HolderWatch(lab, FLOATING_IP) as watch:
         result = cli(lab, "bootstrap", "--cluster", str(three), hosts="haproxy3")
     assert result.returncode == 0, result.stdout + result.stderr
     assert traffic.failures == 0 and traffic.servers() == {"haproxy1"}
