@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -72,10 +73,33 @@ class Media:
 
 @dataclass(frozen=True)
 class Timings:
-    keepalive: Duration = Duration(2000)
-    warntime: Duration = Duration(10000)
-    deadtime: Duration = Duration(30000)
-    initdead: Duration = Duration(120000)
+    """heartbeat's four timings; the defaults are what a silent cluster file gets."""
+
+    keepalive: Duration = Duration(1000)
+    warntime: Duration = Duration(3000)
+    deadtime: Duration = Duration(5000)
+    initdead: Duration = Duration(60000)
+
+
+def fill_timings(given: Mapping[str, Duration]) -> Timings:
+    """Timings where those the cluster file left out follow from those it set.
+
+    Alone, the defaults above: deadtime 5 s (a failover in about 5 s, measured with the
+    guard: docs/operations.md), keepalive 1 s, warntime 3 s, initdead 60 s. Set deadtime
+    and the rest scale with it (keepalive a fifth of it, at most 1 s; warntime 60 %;
+    initdead twice it, at least 60 s); set keepalive or warntime alone and deadtime grows to
+    stay above them, so a file that was valid with heartbeat's old defaults stays valid."""
+    ms = {key: duration.ms for key, duration in given.items()}
+    if "deadtime" not in ms:
+        floor = max(5 * ms.get("keepalive", 0), ms.get("warntime", 0) * 5 / 3)
+        ms["deadtime"] = max(5000, -(-int(floor) // 1000) * 1000)
+    dead = ms["deadtime"]
+    ms.setdefault("keepalive", max(1, min(1000, dead // 5)))
+    if "warntime" not in ms:
+        warn = dead * 3 // 5
+        ms["warntime"] = warn if warn > ms["keepalive"] else (ms["keepalive"] + dead) // 2
+    ms.setdefault("initdead", max(60000, 2 * dead))
+    return Timings(**{key: Duration(value) for key, value in ms.items()})
 
 
 @dataclass(frozen=True)

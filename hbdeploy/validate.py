@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import ConfigError, Problem, key_path, key_text
-from .model import Cluster, Duration, Firewall, Media, Node, ResourceGroup, Timings
+from .model import Cluster, Duration, Firewall, Media, Node, ResourceGroup, Timings, fill_timings
 from .secret import Secret
 from .source import Source, short, type_name
 
@@ -44,7 +44,6 @@ AUTH_METHODS = ("sha1", "md5")
 MODES = ("ucast", "mcast", "bcast")
 FAILBACK = {True: "on", False: "off", "on": "on", "off": "off", "legacy": "legacy",
             "yes": "on", "no": "off", "true": "on", "false": "off"}
-DEFAULT_TIMINGS = Timings()
 
 
 def load(source: Source, environ: Mapping[str, str] | None = None) -> Cluster:
@@ -82,9 +81,6 @@ class Validator:
         return None
 
     def duration(self, key: str) -> Duration | None:
-        default: Duration = getattr(DEFAULT_TIMINGS, key)
-        if key not in self.raw:
-            return default
         value = self.raw[key]
         ms: float | None = None
         if isinstance(value, bool):
@@ -329,11 +325,11 @@ class Validator:
         return None
 
     def timings(self) -> Timings | None:
-        values = {key: self.duration(key) for key in ("keepalive", "warntime", "deadtime",
-                                                      "initdead")}
-        if any(v is None for v in values.values()):
+        given = {key: self.duration(key) for key in ("keepalive", "warntime", "deadtime",
+                                                     "initdead") if key in self.raw}
+        if any(v is None for v in given.values()):
             return None
-        timings = Timings(**values)  # type: ignore[arg-type]
+        timings = fill_timings(given)  # type: ignore[arg-type]
         k, w, d, i = timings.keepalive, timings.warntime, timings.deadtime, timings.initdead
         if not k.ms < w.ms:
             self.bad(self.path("warntime"), (

@@ -6,6 +6,7 @@ import pytest
 
 from hbdeploy import validate
 from hbdeploy.errors import ConfigError
+from hbdeploy.model import Duration, fill_timings
 from hbdeploy.render import mask_authkeys, render_node
 from hbdeploy.source import Source, from_document
 
@@ -87,3 +88,19 @@ def test_password_from_environment_and_file(tmp_path) -> None:
     assert c2.password.reveal() == "filepw"
     with pytest.raises(ConfigError):
         validate.load(Source(tmp_path / "x.yml", doc, ""), environ={})
+
+
+@pytest.mark.parametrize(("given", "expected"), [
+    ({}, ("1s", "3s", "5s", "60s")),
+    ({"deadtime": "1"}, ("200ms", "600ms", "1s", "60s")),
+    ({"deadtime": "60"}, ("1s", "36s", "60s", "120s")),
+    # heartbeat's old defaults (2 / 10 / 30 / 120) stay valid when a file sets only some
+    ({"keepalive": "4"}, ("4s", "12s", "20s", "60s")),
+    ({"warntime": "10"}, ("1s", "10s", "17s", "60s")),
+    ({"keepalive": "4", "deadtime": "5"}, ("4s", "4500ms", "5s", "60s")),
+    ({"deadtime": "10", "warntime": "5", "initdead": "20"}, ("1s", "5s", "10s", "20s")),
+])
+def test_silent_timings_follow_the_ones_set(given: dict[str, str],
+                                            expected: tuple[str, ...]) -> None:
+    t = fill_timings({key: Duration(int(float(v) * 1000)) for key, v in given.items()})
+    assert tuple(str(d) for d in (t.keepalive, t.warntime, t.deadtime, t.initdead)) == expected
