@@ -3,11 +3,12 @@
 - A drop-in for ``heartbeat.service``: ``Restart=always``. Debian's unit has ``Restart=no``,
   so heartbeat stayed down after a crash, a ``kill -9`` or one of its own split-brain
   restarts that systemd saw as an exit.
-- ``hbdeploy-guard``: a node that lost every peer and cannot reach any reference address
-  (the cluster's ``ping`` addresses, else its default gateway) is the one cut off; it
-  stops heartbeat, releases its resources and starts heartbeat again once the network
-  answers, so that it rejoins as a new member and the node that served during the cut
-  keeps serving (docs/operations.md, "Partitions").
+- ``hbdeploy-guard``: a node that cannot reach any reference address (the cluster's
+  ``ping`` addresses, else its default gateway) and has lost every peer (no answer to ping
+  for ``early_ms``, else heartbeat's verdict) is the one cut off; it stops heartbeat,
+  releases its resources and starts heartbeat again once the network answers, so that it
+  rejoins as a new member and the node that served during the cut keeps serving
+  (docs/operations.md, "Partitions").
 """
 
 from __future__ import annotations
@@ -59,6 +60,21 @@ def references(cluster: Cluster, gateway: str) -> list[str]:
     return listed or ([gateway] if gateway else [])
 
 
+GUARD_REACTION_MS = 1500  # the guard's pings (0.4 s), a loop turn, the kill: with margin
+EARLY_MIN_MS = 1500  # shorter silences are ordinary packet loss, not a cut
+
+
+def early_ms(cluster: Cluster) -> int:
+    """After how long without an answer from any reference or peer the guard takes its node
+    out without waiting for heartbeat's verdict: early enough that the node is gone before a
+    peer can declare it dead (deadtime after the last heartbeat it heard, which can be a
+    keepalive before the cut). 0 when deadtime leaves no room for that (the guard then
+    acts on heartbeat's verdict alone)."""
+    t = cluster.timings
+    early = t.deadtime.ms - t.keepalive.ms - GUARD_REACTION_MS
+    return early if early >= EARLY_MIN_MS else 0
+
+
 def render(cluster: Cluster, node_name: str, gateway: str,
            heartbeat_path: str) -> dict[str, RenderedFile]:
     """The node's drop-in, guard script and guard unit, keyed like ``PATHS``."""
@@ -68,7 +84,8 @@ def render(cluster: Cluster, node_name: str, gateway: str,
         header=HEADER, node=node, peers=peers, references=references(cluster, gateway),
         heartbeat_dir=heartbeat_path.rsplit("/", 1)[0], stopped=GUARD_STOPPED,
         floating=cluster.floating_ips(), send_arp=SEND_ARP,
-        silence_cs=min(200, cluster.timings.deadtime.ms // 10))
+        silence_cs=min(200, cluster.timings.deadtime.ms // 10),
+        early_cs=early_ms(cluster) // 10)
     return {"dropin": RenderedFile("dropin", DROPIN, 0o644, path=DROPIN_PATH),
             "guard": RenderedFile("guard", guard, 0o755, path=GUARD_PATH),
             "guard.service": RenderedFile("guard.service", GUARD_UNIT, 0o644,

@@ -268,6 +268,19 @@ def test_guard_references_are_ping_then_the_gateway() -> None:
     assert "Restart=always" in supervision.DROPIN
 
 
+def test_guard_steps_out_before_a_peer_can_declare_its_node_dead() -> None:
+    hb = "/usr/libexec/heartbeat/heartbeat"
+
+    def guard(**timings: object) -> str:
+        return supervision.render(cluster(**timings), "n1", "10.9.0.1", hb)["guard"].content
+
+    # deadtime 5, keepalive 1: out after 2.5 s of silence, before the peer's verdict at 4 s
+    assert "EARLY=250\n" in guard() and "SILENCE=200\n" in guard()
+    assert "EARLY=2750\n" in guard(deadtime=30)
+    # deadtime 1 leaves no room: heartbeat's own verdict only
+    assert "EARLY=0\n" in guard(deadtime=1) and "SILENCE=100\n" in guard(deadtime=1)
+
+
 def test_three_node_warning() -> None:
     from hbdeploy.config import warnings
 
