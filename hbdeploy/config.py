@@ -6,8 +6,8 @@ import os
 from collections.abc import Mapping
 from pathlib import Path
 
-from . import source, validate
-from .model import Cluster
+from . import source, supervision, validate
+from .model import Cluster, Duration
 
 
 def load_cluster(explicit: str | os.PathLike[str] | None = None,
@@ -23,6 +23,10 @@ def load_cluster(explicit: str | os.PathLike[str] | None = None,
 # unanswered after a healed 9 s cut of the holder (docs/operations.md, "Partitions").
 HEAL_UNGUARDED = "20-21 s"  # heartbeat alone, 3 runs
 HEAL_GUARDED = "0.4 s (median of 10, at most 0.8 s)"
+# Cuts that healed just after deadtime while the guard could only act on heartbeat's
+# verdict: heartbeat's split-brain restart (3 runs by hand, docs/operations.md).
+HEAL_IN_WINDOW = "unanswered for up to 10.7 s, or held by both nodes"
+LONG_DEADTIME_MS = 15000
 
 
 def warnings(cluster: Cluster) -> list[str]:
@@ -40,6 +44,18 @@ def warnings(cluster: Cluster) -> list[str]:
             "node's default gateway; a node with neither gets no guard, and there a healed "
             f"cut left the floating IP unanswered {HEAL_UNGUARDED} in the lab instead of "
             f"{HEAL_GUARDED} (docs/operations.md, \"Partitions\")")
+    t = cluster.timings
+    if supervision.early_ms(cluster) == 0:
+        found.append(
+            f"warning: deadtime {t.deadtime} leaves hbdeploy-guard no time to take a cut-off "
+            f"node out before its peers declare it dead (that needs deadtime of at least "
+            f"keepalive + 3 s, here {Duration(t.keepalive.ms + 3000)}): a cut that heals just "
+            f"after deadtime meets heartbeat's split-brain restart; in the lab that left the "
+            f"floating IP {HEAL_IN_WINDOW} (docs/operations.md, \"Partitions\")")
+    if t.deadtime.ms > LONG_DEADTIME_MS:
+        found.append(
+            f"warning: deadtime {t.deadtime}: a failover leaves the floating IP unanswered that "
+            f"long (measured in the lab: deadtime + 0.1 to 1.1 s); the default is 5s")
     return found
 
 

@@ -294,3 +294,13 @@ def test_three_node_warning() -> None:
 
 def test_host_facts_default_is_not_running() -> None:
     assert not HostFacts().running and not HostFacts().installed
+
+
+def test_timings_known_to_cost_long_outages_are_warned_about() -> None:
+    from hbdeploy.config import warnings
+
+    (short,) = warnings(cluster(ping="10.9.0.254", deadtime=1))
+    assert "deadtime 1s leaves hbdeploy-guard no time" in short and "10.7 s" in short
+    (long,) = warnings(cluster(ping="10.9.0.254", deadtime=30))
+    assert "deadtime 30s: a failover leaves the floating IP unanswered" in long
+    assert not warnings(cluster(ping="10.9.0.254", deadtime=4))  # 1 s keepalive + 3 s
