@@ -33,7 +33,7 @@ from dataclasses import dataclass, field
 from .announce import announce_holders
 from .handover import HB_TAKEOVER
 from .model import Cluster
-from .status import ClusterStatus, NodeView, snapshot
+from .status import ClusterStatus, NodeView, assess, snapshot
 from .targets import Target
 
 Say = Callable[[Target, str], None]
@@ -206,6 +206,21 @@ def converge(cluster: Cluster, targets: list[Target], say: Say,
     announce_holders(targets, outcome.holders, say)
     outcome.problems = _silent_ips(outcome.holders, targets, end)
     return outcome
+
+
+def right_at_first_sight(cluster: Cluster, targets: list[Target], views: list[NodeView],
+                         answers: dict[str, dict[str, bool]]) -> dict[str, list[str]] | None:
+    """Who holds each floating IP, when the views of the facts probe show the cluster in
+    its desired state and every held IP answered a peer's ping (``answers``: node -> IP ->
+    answered); None when not, and converge must poll."""
+    if issues(cluster, targets, assess(cluster, views)):
+        return None
+    holders = _holders(cluster, views)
+    for ip, held in holders.items():
+        others = [t.node.name for t in targets if t.node.name not in held]
+        if others and not any(answers.get(name, {}).get(ip) for name in others):
+            return None
+    return holders
 
 
 def _holders(cluster: Cluster, views: list[NodeView]) -> dict[str, list[str]]:

@@ -16,13 +16,14 @@ from dataclasses import dataclass, field
 from fabric import Connection
 
 from . import apply, facts, firewall, supervision
-from .converge import config_fault, converge
+from .converge import config_fault, converge, right_at_first_sight
 from .errors import HbdeployError
 from .model import Cluster
 from .plan import HostPlan, plan_host, preflight
 from .render import RenderedFile, mask_authkeys
 from .rollback import roll_back
 from .rollout import Rollout, RolloutError
+from .status import parse_view
 from .targets import Target, match_targets
 
 Output = Callable[[str], None]
@@ -47,6 +48,7 @@ class Recap:
     failed: bool = False
     messages: list[str] = field(default_factory=list)
     actions: list[str] = field(default_factory=list)  # repairs converge made
+    commands: dict[str, int] = field(default_factory=dict)  # host -> remote commands
 
     def table(self) -> str:
         head = f"{'HOST':<16} {'NODE':<12} " + " ".join(f"{s:<9}" for s in STEPS) + " HOLDS"
@@ -62,6 +64,9 @@ class Recap:
             rows.append(f"failed: {', '.join(failed)}")
         rows.append(f"changed: {', '.join(changed)}" if changed
                     else f"unchanged: nothing to do on {len(self.results)} host(s)")
+        if self.commands:
+            rows.append("remote commands: " + ", ".join(f"{host} {n}" for host, n
+                                                         in self.commands.items()))
         return "\n".join(rows)
 
 
@@ -106,9 +111,12 @@ class Deployment:
         self.out(f"[{target.host}] {message}")
 
     # -- pre-flight ------------------------------------------------------------------------
-    def gather(self) -> dict[str, HostPlan]:
-        """Facts of every host, then every pre-flight problem at once, before any change."""
-        outcomes = _parallel(_guard(lambda t: facts.gather(t.remote)), self.targets)
+    def gather(self, announce: bool = False) -> dict[str, HostPlan]:
+        """Facts of every host (with its heartbeat view; ``announce``: each holder announces
+        its floating IPs, facts.py), then every pre-flight problem at once, before any
+        change."""
+        outcomes = _parallel(_guard(lambda t: facts.gather(
+            t.remote, facts.probe(self.cluster, t.node.name, announce))), self.targets)
         problems, plans = [], {}
         for target, (host_facts, error) in zip(self.targets, outcomes, strict=True):
             if error:
@@ -219,6 +227,29 @@ class Deployment:
         outcomes = _parallel(_guard(one), self.targets)
         return [error for _, error in outcomes if error]
 
+
+def _already_right(run: Deployment, recap: Recap) -> bool:
+    """Nothing to change: is the cluster as it should be, by the facts probe alone? Then
+    the recap is complete (the probe has announced the holders' floating IPs)."""
+    views = [parse_view(run.cluster, t.node.name, t.remote.label,
+                        "\n".join(run.plans[t.node.name].facts.view)) for t in run.targets]
+    answers = {name: plan.facts.answers for name, plan in run.plans.items()}
+    holders = right_at_first_sight(run.cluster, run.targets, views, answers)
+    if holders is None:
+        return False
+    for target in run.targets:
+        announced = run.plans[target.node.name].facts.announced
+        if announced:
+            run.say(target, f"announced {', '.join(announced)} (gratuitous ARP)")
+    _record_holders(recap, run, holders)
+    return True
+
+
+def _record_holders(recap: Recap, run: Deployment, holders: dict[str, list[str]]) -> None:
+    for result in run.results.values():
+        result.holds = sorted(ip for ip, held in holders.items() if held == [result.node])
+
+
 def deploy_cluster(cluster: Cluster, connections: Sequence[Connection], *, check: bool = False,
                    out: Output = print, verbose: bool = False,
                    guard: Callable[[dict[str, HostPlan]], None] | None = None) -> Recap:
@@ -228,13 +259,24 @@ def deploy_cluster(cluster: Cluster, connections: Sequence[Connection], *, check
     """
     targets = match_targets(cluster, connections)
     run = Deployment(cluster, targets, out, verbose)
-    plans = run.plans = run.gather()
+    recap = Recap(list(run.results.values()))
+    try:
+        return _deploy(run, recap, check, guard)
+    finally:
+        recap.commands = {t.host: t.remote.commands for t in targets}
+
+
+def _deploy(run: Deployment, recap: Recap, check: bool,
+            guard: Callable[[dict[str, HostPlan]], None] | None) -> Recap:
+    cluster, targets = run.cluster, run.targets
+    plans = run.plans = run.gather(announce=not check)
     if guard:
         guard(plans)
     if check:
         run.show(plans)
-        return Recap(list(run.results.values()))
-    recap = Recap(list(run.results.values()))
+        return recap
+    if not any(plan.changes_anything for plan in plans.values()) and _already_right(run, recap):
+        return recap  # one remote command per host: the facts probe
     errors = run.prepare(plans)
     if errors:
         recap.failed = True
@@ -253,9 +295,7 @@ def deploy_cluster(cluster: Cluster, connections: Sequence[Connection], *, check
     wrote = any(run.pushed.values())
     outcome = converge(cluster, targets, run.say, blame=blame if wrote else None)
     recap.actions = outcome.actions
-    for result in run.results.values():
-        result.holds = sorted(ip for ip, held in outcome.holders.items()
-                              if held == [result.node])
+    _record_holders(recap, run, outcome.holders)
     if outcome.problems:
         recap.failed = True
         recap.messages += outcome.problems

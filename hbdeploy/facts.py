@@ -1,11 +1,21 @@
-"""Facts: what a host has, gathered by ONE remote command per host, changing nothing."""
+"""Facts: what a host has, gathered by ONE remote command per host.
+
+The same command reports the node's heartbeat view (status.py) and, for a deploy, what
+the end of a deploy would otherwise need more round trips for: the node announces the
+floating IPs it holds (gratuitous ARP, in the background) and pings the ones it does not.
+With nothing to change and a healthy cluster, a deploy is then done in one command per
+host. Without ``announce`` (``--check``) it changes nothing.
+"""
 
 from __future__ import annotations
 
 import json
+import shlex
 from dataclasses import dataclass, field
 
-from . import firewall, supervision
+from . import announce as announce_script
+from . import firewall, status, supervision
+from .model import Cluster
 from .remote import Remote
 from .render import FILES
 
@@ -47,9 +57,47 @@ if [ -f __SCRIPT__ ]; then
   if sh __SCRIPT__ check >/dev/null 2>&1; then p fw_check ok; else p fw_check differs; fi
 fi
 __SUPERVISION__
+__STATUS__
+__FLOATING__
 true
 """.replace("__SUPERVISION__", supervision.PROBE).replace("__UNIT__", firewall.UNIT_PATH).replace("__SCRIPT__", firewall.SCRIPT_PATH)
     .replace("__MARK__", firewall.BACKEND_MARK))
+
+
+# Each floating IP: announced in the background where it is held (announce.py's script,
+# detached so that the command returns at once), pinged where it is not.
+FLOATING = r"""
+pings=""
+for ip in __IPS__; do
+  if ip -o -4 addr show | awk -v ip="$ip" '{ split($4, a, "/") } a[1] == ip { f = 1 } END { exit !f }'; then
+    if [ __ANNOUNCE__ = yes ]; then
+      setsid sh -c '__ANNOUNCE_SCRIPT__' announce "$ip" >/dev/null 2>&1 </dev/null &
+      p announced "$ip"
+    fi
+  else
+    ( if ping -n -q -c 1 -W 1 "$ip" >/dev/null 2>&1; then p answers "$ip yes"; else p answers "$ip no"; fi ) &
+    pings="$pings $!"
+  fi
+done
+for pid in $pings; do wait "$pid"; done
+"""
+
+
+def probe(cluster: Cluster | None = None, node: str = "", announce: bool = False) -> str:
+    """The probe for one host. With ``cluster`` and the host's ``node`` name it also reports
+    the node's heartbeat view and pings the floating IPs the host does not hold; with
+    ``announce`` the host announces those it holds."""
+    if cluster is None:
+        return PROBE.replace("__STATUS__", "").replace("__FLOATING__", "")
+    ips = " ".join(shlex.quote(ip) for ip in cluster.floating_ips())
+    arp = (announce_script.SCRIPT.replace("__PATHS__", " ".join(announce_script.SEND_ARP))
+           .replace("__IPS__", '"$1"'))
+    status_part = ("{\n" + status.probe(cluster, node) + "\n} 2>/dev/null | "
+                   "while IFS= read -r line; do p view \"$line\"; done")
+    floating = (FLOATING.replace("__IPS__", ips).replace("__ANNOUNCE__", "yes" if announce
+                                                         else "no")
+                .replace("__ANNOUNCE_SCRIPT__", arp.replace("'", "'\\''")))
+    return PROBE.replace("__STATUS__", status_part).replace("__FLOATING__", floating)
 
 
 @dataclass
@@ -81,6 +129,9 @@ class HostFacts:
     guard_enabled: str = ""
     guard_stopped: str = ""  # "yes" while hbdeploy-guard holds heartbeat stopped
     gateway: str = ""  # the default route's gateway
+    view: list[str] = field(default_factory=list)  # status.probe's output lines
+    announced: list[str] = field(default_factory=list)  # floating IPs it announced
+    answers: dict[str, bool] = field(default_factory=dict)  # floating IP -> answered ping
 
     @property
     def installed(self) -> bool:
@@ -116,6 +167,13 @@ def parse(output: str) -> HostFacts:
             facts.fw_active.append(value)
         elif key == "fw_tool":
             facts.fw_tools.append(value)
+        elif key == "view":
+            facts.view.append(value)
+        elif key == "announced":
+            facts.announced.append(value)
+        elif key == "answers":
+            ip, _, answered = value.partition(" ")
+            facts.answers[ip] = answered == "yes"
         elif key == "hb_pid":
             facts.hb_pid = int(value) if value.isdigit() else 0
         elif key in HostFacts.__dataclass_fields__:
@@ -123,7 +181,8 @@ def parse(output: str) -> HostFacts:
     return facts
 
 
-def gather(remote: Remote) -> HostFacts:
-    """Run the probe on ``remote`` (as root: authkeys and iptables need it)."""
-    _, out, _ = remote.run(PROBE, timeout=60)
+def gather(remote: Remote, script: str = PROBE) -> HostFacts:
+    """Run ``script`` (:func:`probe`) on ``remote`` (as root: authkeys and iptables need
+    it)."""
+    _, out, _ = remote.run(script, timeout=60)
     return parse(out)

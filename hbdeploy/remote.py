@@ -59,6 +59,7 @@ class Remote:
 
     connection: Connection
     label: str
+    commands: int = 0  # round trips so far: commands run and files written
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     @property
@@ -69,6 +70,7 @@ class Remote:
             timeout: float | None = 300) -> tuple[int, str, str]:
         """Run ``command`` as root; (exit code, stdout, stderr). RemoteError when it fails."""
         command = f"sh -c {shlex.quote(command)}"  # one shell, as root, for sudo too
+        self.commands += 1
         kwargs = {"hide": True, "warn": True, "timeout": timeout,
                   "in_stream": io.StringIO(stdin) if stdin is not None else False}
         try:
@@ -91,6 +93,7 @@ class Remote:
         """Write ``content`` to ``path`` atomically (temporary file, then rename), owner root."""
         folder, name = os.path.split(path)
         tmp = f"{folder}/.{name}.hbdeploy-new"
+        self.commands += 1  # the transfer (the rename below counts as a command)
         if self.is_root:
             sftp = self.connection.sftp()
             with sftp.open(tmp, "w") as handle:
@@ -105,6 +108,7 @@ class Remote:
         with sftp.open(staged, "w") as handle:
             handle.chmod(0o600)
             handle.write(content.encode())
+        self.commands += 1
         home = self.connection.run("pwd", hide=True).stdout.strip()
         src = shlex.quote(f"{home}/{staged}")
         self.run(f"install -o root -g root -m {mode:04o} {src} {shlex.quote(tmp)} && "

@@ -68,6 +68,8 @@ class Rollout:
         expected_up = set(was_running)
         done: list[Target] = []
         order = self.restart_order(plans)
+        if not order:
+            return
         if was_running:
             # Placement is checked after each step for the groups that were placed well
             # before the rollout: a step must not unplace them (heartbeat may still be

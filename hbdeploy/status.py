@@ -80,16 +80,24 @@ class ClusterStatus:
         return "\n".join(rows)
 
 
-def node_view(cluster: Cluster, name: str, remote: Remote) -> NodeView:
-    view = NodeView(name, remote.label)
+def probe(cluster: Cluster, name: str) -> str:
+    """The shell script that reports node ``name``'s view (one remote command)."""
     peers = [n for n in cluster.node_names if n != name]
+    return PROBE.replace("__PEERS__", " ".join(map(shlex.quote, peers)))
+
+
+def node_view(cluster: Cluster, name: str, remote: Remote) -> NodeView:
+    """Node ``name``'s view, asked over ``remote``; unreachable (with the reason) on error."""
     try:
-        _, out, _ = remote.run(PROBE.replace("__PEERS__", " ".join(map(shlex.quote, peers))),
-                               check=False, timeout=30)
+        _, out, _ = remote.run(probe(cluster, name), check=False, timeout=30)
     except HbdeployError as exc:
-        view.error = str(exc)
-        return view
-    view.reachable = True
+        return NodeView(name, remote.label, error=str(exc))
+    return parse_view(cluster, name, remote.label, out)
+
+
+def parse_view(cluster: Cluster, name: str, host: str, out: str) -> NodeView:
+    """A reachable node's view from the output of :func:`probe`."""
+    view = NodeView(name, host, reachable=True)
     addrs = set()
     for line in out.splitlines():
         parts = line.split()

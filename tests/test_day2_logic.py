@@ -304,3 +304,34 @@ def test_timings_known_to_cost_long_outages_are_warned_about() -> None:
     (long,) = warnings(cluster(ping="10.9.0.254", deadtime=30))
     assert "deadtime 30s: a failover leaves the floating IP unanswered" in long
     assert not warnings(cluster(ping="10.9.0.254", deadtime=4))  # 1 s keepalive + 3 s
+
+
+def test_a_no_change_deploy_is_done_by_the_facts_probe_when_all_is_right() -> None:
+    from hbdeploy import facts
+    from hbdeploy.converge import right_at_first_sight
+    from hbdeploy.status import parse_view
+    from hbdeploy.targets import Target
+
+    c = cluster()
+    targets = [Target(n.name, n, FakeRemote()) for n in c.nodes]  # type: ignore[arg-type]
+    n1 = facts.parse("view\thb up\nview\tpeer n2 active\nview\taddr 10.9.0.1\n"
+                     "view\taddr 10.9.0.100\nannounced\t10.9.0.100\n")
+    n2 = facts.parse("view\thb up\nview\tpeer n1 active\nview\taddr 10.9.0.2\n"
+                     "answers\t10.9.0.100 yes\n")
+    assert n1.announced == ["10.9.0.100"] and n2.answers == {"10.9.0.100": True}
+    views = [parse_view(c, "n1", "n1", "\n".join(n1.view)),
+             parse_view(c, "n2", "n2", "\n".join(n2.view))]
+    answers = {"n1": n1.answers, "n2": n2.answers}
+    assert right_at_first_sight(c, targets, views, answers) == {"10.9.0.100": ["n1"]}
+    # the IP silent from its peer, a peer not active, the IP away: converge must poll
+    assert right_at_first_sight(c, targets, views, {"n2": {"10.9.0.100": False}}) is None
+    views[1].peers["n1"] = "dead"
+    assert right_at_first_sight(c, targets, views, answers) is None
+    views[1].peers["n1"] = "active"
+    views[0].floating, views[0].holds = [], []
+    views[1].floating, views[1].holds = ["10.9.0.100"], ["n1"]
+    assert right_at_first_sight(c, targets, views, {"n1": {"10.9.0.100": True}}) is None
+    # --check announces nothing; a deploy's probe announces and pings
+    assert "announced" in facts.probe(c, "n1", announce=True)
+    assert "[ no = yes ]" in facts.probe(c, "n1", announce=False)
+    assert "__" not in facts.probe(c, "n1", announce=True) + facts.probe()

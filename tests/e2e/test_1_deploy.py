@@ -74,6 +74,10 @@ def test_redeploy_changes_nothing(deployed: Lab) -> None:
     assert "unchanged: nothing to do on 2 host(s)" in result.stdout
     assert "changed" not in result.stdout.replace("unchanged", "")
     assert {n: state(lab, n) for n in NODES} == before
+    # One remote command per host (the facts probe, which also announces the holder's
+    # floating IP and has the spare ping it): counted, so no change can add round trips.
+    assert "remote commands: haproxy1 1, haproxy2 1" in result.stdout, result.stdout
+    assert "[haproxy1] announced 10.213.0.100 (gratuitous ARP)" in result.stdout
 
 
 def test_check_shows_the_diff_and_changes_nothing_then_deploy_applies(
