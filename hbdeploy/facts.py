@@ -65,16 +65,17 @@ true
 
 
 # Each floating IP: announced in the background where it is held (announce.py's script,
-# detached so that the command returns at once), pinged where it is not.
+# detached so that the command returns at once), pinged where it is not and heartbeat runs.
 FLOATING = r"""
 pings=""
+cl_status hbstatus >/dev/null 2>&1 && running=yes || running=no
 for ip in __IPS__; do
   if ip -o -4 addr show | awk -v ip="$ip" '{ split($4, a, "/") } a[1] == ip { f = 1 } END { exit !f }'; then
     if [ __ANNOUNCE__ = yes ]; then
       setsid sh -c '__ANNOUNCE_SCRIPT__' announce "$ip" >/dev/null 2>&1 </dev/null &
       p announced "$ip"
     fi
-  else
+  elif [ $running = yes ]; then  # (without heartbeat here a deploy has work anyway)
     ( if ping -n -q -c 1 -W 1 "$ip" >/dev/null 2>&1; then p answers "$ip yes"; else p answers "$ip no"; fi ) &
     pings="$pings $!"
   fi
