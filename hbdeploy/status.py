@@ -23,16 +23,21 @@ from .targets import Target, match_targets
 HEALTHY, DEGRADED, CRITICAL = 0, 1, 2
 LEVELS = {HEALTHY: "healthy", DEGRADED: "degraded", CRITICAL: "critical"}
 
+# cl_status calls that sign on to heartbeat take up to half a second each (measured in the
+# lab), so every peer's and link's question is asked at once. The links are the node's
+# media interface, which is how heartbeat names them.
 PROBE = r"""
 LC_ALL=C
-if cl_status hbstatus >/dev/null 2>&1; then echo "hb up"; else echo "hb down"; fi
+if cl_status hbstatus >/dev/null 2>&1; then echo "hb up"; up=yes; else echo "hb down"; up=no; fi
 [ -e __GUARD_STOPPED__ ] && echo "guard stopped"
 for n in __PEERS__; do
-  echo "peer $n $(cl_status nodestatus $n 2>/dev/null || echo unknown)"
-  for l in $(cl_status listhblinks $n 2>/dev/null); do
-    echo "link $n $l $(cl_status hblinkstatus $n $l 2>/dev/null || echo unknown)"
+  if [ $up = no ]; then echo "peer $n unknown"; continue; fi
+  ( echo "peer $n $(cl_status nodestatus $n 2>/dev/null || echo unknown)" ) &
+  for l in __LINKS__; do
+    ( echo "link $n $l $(cl_status hblinkstatus $n $l 2>/dev/null || echo unknown)" ) &
   done
 done
+wait
 ip -o -4 addr show | while read -r _ dev _ addr _; do echo "addr ${addr%/*}"; done
 """.replace("__GUARD_STOPPED__", GUARD_STOPPED)
 
@@ -83,7 +88,8 @@ class ClusterStatus:
 def probe(cluster: Cluster, name: str) -> str:
     """The shell script that reports node ``name``'s view (one remote command)."""
     peers = [n for n in cluster.node_names if n != name]
-    return PROBE.replace("__PEERS__", " ".join(map(shlex.quote, peers)))
+    return (PROBE.replace("__PEERS__", " ".join(map(shlex.quote, peers)))
+            .replace("__LINKS__", shlex.quote(cluster.node(name).interface)))
 
 
 def node_view(cluster: Cluster, name: str, remote: Remote) -> NodeView:
