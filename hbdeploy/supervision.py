@@ -25,10 +25,15 @@ GUARD_STOPPED = "/run/hbdeploy-guard.stopped"
 PATHS = {"dropin": DROPIN_PATH, "guard": GUARD_PATH, "guard.service": GUARD_UNIT_PATH}
 RESTART_SEC = "200ms"  # back before a peer declares it dead, even with deadtime 1 s
 
+STOP_TIMEOUT = "30s"  # Debian's unit: 30 min, and no SIGKILL
+
 DROPIN = f"""# {HEADER}
 # heartbeat comes back by itself after a crash, a kill or a restart it could not finish;
 # `systemctl stop heartbeat` still stops it for good. Before a start, what a killed
 # heartbeat left running (its ipfail, its children) goes: it would talk for a dead daemon.
+# A stop that has not ended within {STOP_TIMEOUT} is ended with SIGKILL, and the node's
+# resources are then released with heartbeat's ResourceManager, as a stop would have
+# (heartbeat 3.0.6 was seen to ignore `heartbeat -k` for good after a reload).
 [Unit]
 StartLimitIntervalSec=0
 
@@ -36,6 +41,10 @@ StartLimitIntervalSec=0
 Restart=always
 RestartSec={RESTART_SEC}
 ExecStartPre=-{GUARD_PATH} cleanup
+TimeoutStopSec={STOP_TIMEOUT}
+TimeoutStopFailureMode=kill
+SendSIGKILL=yes
+ExecStopPost=-{GUARD_PATH} stopped
 """
 
 GUARD_UNIT = f"""# {HEADER}

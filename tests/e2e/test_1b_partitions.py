@@ -44,8 +44,9 @@ def whole_and_home(lab: Lab) -> None:
 def test_supervision_is_installed(cluster: Lab) -> None:
     lab = cluster
     for node in NODES:
-        unit = ssh(lab, node, "systemctl show -p Restart --value heartbeat").stdout.strip()
-        assert unit == "always"
+        unit = ssh(lab, node, "systemctl show -p Restart -p TimeoutStopUSec -p SendSIGKILL "
+                              "--value heartbeat").stdout.split()
+        assert unit == ["always", "30s", "yes"]
         assert ssh(lab, node, "systemctl is-active hbdeploy-guard").stdout.strip() == "active"
     assert 'REFERENCES="10.213.0.1"' in ssh(lab, "haproxy1",
                                             "cat /usr/local/sbin/hbdeploy-guard").stdout
@@ -91,6 +92,24 @@ def test_kill_9_of_heartbeat_is_undone(cluster: Lab, loop: int) -> None:
     assert ssh(lab, node, "systemctl show -p MainPID --value heartbeat").stdout.strip() \
         != before
     assert cycle.unanswered_repair <= 3 and cycle.holders_after == ["haproxy1"], cycle
+
+
+def test_a_stop_that_hangs_is_ended_and_heartbeat_comes_back(cluster: Lab) -> None:
+    """heartbeat once ignored `heartbeat -k` for good after a reload (a CI run: `systemctl
+    restart` hung on a 30 min stop timeout). A frozen heartbeat stands in for it."""
+    lab = cluster
+    whole_and_home(lab)
+    pid = ssh(lab, "haproxy2", "systemctl show -p MainPID --value heartbeat").stdout.strip()
+    ssh(lab, "haproxy2", f"kill -STOP {pid}")
+    restart = ssh(lab, "haproxy2", "systemctl restart heartbeat.service", check=False,
+                  timeout=150)
+    assert restart.returncode == 0, restart.stderr
+    log = ssh(lab, "haproxy2", "journalctl -u heartbeat --since=-120s -o cat").stdout
+    assert "heartbeat did not stop in time and was killed" in log
+    assert ssh(lab, "haproxy2", "systemctl show -p MainPID --value heartbeat").stdout.strip() \
+        not in ("0", pid)
+    whole_and_home(lab)
+    assert holders(FLOATING_IP, NODES) == ["haproxy1"]
 
 
 def repaired(lab: Lab, what: str) -> str:
