@@ -3,6 +3,7 @@ floating IPs on purpose."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 
 from fabric import Connection
@@ -70,17 +71,28 @@ def decommission(cluster: Cluster, leaving: Connection, remaining: Sequence[Conn
     remove_firewall(remote)
     recap = deploy_cluster(cluster, remaining, out=out)
     if not recap.failed:
+        stay = cluster.timings.deadtime.ms / 1000 + 2
         for conn in remaining:
             peer = Remote(conn, conn.original_host or conn.host)
 
-            def forgotten(peer: Remote = peer) -> bool:
+            # The reload above makes heartbeat re-exec itself a moment later, and a re-exec
+            # after hb_delnode was seen to bring the node back (CI): it must stay
+            # forgotten for deadtime + 2 s.
+            since: list[float] = []
+
+            def forgotten(peer: Remote = peer, since: list[float] = since) -> bool:
                 code, _, _ = peer.run(
                     f"if cl_status listnodes 2>/dev/null | grep -qx {node}; then "
                     f"/usr/share/heartbeat/hb_delnode {node} >/dev/null 2>&1; exit 1; fi",
                     check=False)
-                return code == 0
+                if code != 0:
+                    since.clear()
+                    return False
+                since[:] = since or [time.monotonic()]
+                return time.monotonic() - since[0] >= stay
 
-            wait_until(f"{peer.label} forgetting {node} (hb_delnode)", forgotten, 30, 1.0)
+            wait_until(f"{peer.label} forgetting {node} (hb_delnode)", forgotten, 30 + stay,
+                       1.0)
         out(f"[{name}] left the cluster")
     return recap
 
