@@ -182,8 +182,8 @@ def parse(output: str) -> HostFacts:
     return facts
 
 
-def gather(remote: Remote, script: str = PROBE) -> HostFacts:
-    """Run ``script`` (:func:`probe`) on ``remote`` (as root: authkeys and iptables need
-    it)."""
-    _, out, _ = remote.run(script, timeout=60)
+def gather(remote: Remote, script: str | None = None) -> HostFacts:
+    """Run ``script`` (:func:`probe`; by default the facts alone) on ``remote`` (as root:
+    authkeys and iptables need it)."""
+    _, out, _ = remote.run(script or probe(), timeout=60)
     return parse(out)
