@@ -153,14 +153,6 @@ REEXEC_LINE = "Performing heartbeat restart exec"
 REEXEC_WAIT = 10  # seconds; it came about 2 s after the signal in the lab
 
 
-def _await_reexec(since: str) -> str:
-    """Shell: wait (at most REEXEC_WAIT s) for heartbeat's re-exec logged since ``since``."""
-    return (f"i=0; while [ $i -lt {REEXEC_WAIT * 5} ]; do "
-            f"journalctl -u heartbeat.service --since={since} -o cat 2>/dev/null | "
-            f"grep -q '{REEXEC_LINE}' && exit 0; sleep 0.2; i=$((i + 1)); done; "
-            "echo 'heartbeat did not re-exec after the reload' >&2")
-
-
 def reload(remote: Remote, changed: Sequence[str] = ()) -> None:
     """SIGHUP to the heartbeat systemd supervises: it re-reads ha.cf (re-executing itself in
     place) and authkeys, and keeps its resources. This is what ``heartbeat -r`` sends, but
@@ -170,17 +162,15 @@ def reload(remote: Remote, changed: Sequence[str] = ()) -> None:
     When ``changed`` includes ha.cf, wait (at most REEXEC_WAIT s) for the re-exec itself: it
     comes a moment after the signal, and a node checked before it looked settled, then
     re-executed while a cut was already under way and never took over (CI)."""
+    wait = "ha.cf" in changed
     script = ("since=$(date +%s); systemctl is-active -q heartbeat.service || exit 0; "
               "systemctl kill --kill-whom=main --signal=HUP heartbeat.service || exit 1")
-    if "ha.cf" in changed:
-        script += "; " + _await_reexec("@$since")
+    if wait:
+        script += (f"; i=0; while [ $i -lt {REEXEC_WAIT * 5} ]; do "
+                   f"journalctl -u heartbeat.service --since=@$since -o cat 2>/dev/null | "
+                   f"grep -q '{REEXEC_LINE}' && exit 0; sleep 0.2; i=$((i + 1)); done; "
+                   "echo 'heartbeat did not re-exec after the reload' >&2")
     remote.run(script, timeout=60)
-
-
-def await_reexec(remote: Remote) -> None:
-    """After a reload sent without waiting (``reload(remote)``) that changed ha.cf: wait for
-    heartbeat's re-exec, logged within the last 20 s."""
-    remote.run(_await_reexec("-20s"), timeout=60)
 
 
 def journal(remote: Remote, lines: int = 15) -> str:

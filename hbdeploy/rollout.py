@@ -147,26 +147,21 @@ class Rollout:
 
     def _rekey(self, order: list[Target], plans: dict[str, HostPlan],
                was_running: set[str]) -> set[str]:
-        """A new password first reaches every running node by reload, back to back, before
-        any node is checked or restarted.
+        """A new password first reaches every running node by reload, back to back.
 
         Nodes with different keys cannot hear each other; a reload takes about a second, far
-        less than deadtime, whereas waiting for a node to see peers that still use the old
-        key would never end. Returns the nodes reloaded here.
+        less than deadtime, whereas waiting for a restarted node to see peers that still use
+        the old key would never end. Returns the nodes reloaded here.
         """
         rekey = [t for t in order if t.node.name in was_running
                  and "authkeys" in plans[t.node.name].changed_files]
-        if not rekey:
+        if not rekey or all(plans[t.node.name].reload_only for t in rekey):
             return set()
         for target in rekey:
-            self.say(target, "reloading heartbeat for the new password (on every node at "
-                             "once: nodes with different keys cannot hear each other)")
+            self.say(target, "reloading heartbeat for the new password (ahead of restarts)")
             apply.reload(target.remote)
             self.applied[target.node.name] = "reload"
             self.results[target.node.name].steps["service"] = "reloaded"
-        for target in rekey:  # a changed ha.cf: the re-exec comes a moment later
-            if "ha.cf" in plans[target.node.name].changed_files:
-                apply.await_reexec(target.remote)
         for target in rekey:
             self._settle(target, plans[target.node.name], was_running - {target.node.name},
                          check_groups=True)
