@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
 
 from . import firewall, supervision
 from .plan import HostPlan, os_family
@@ -149,28 +148,13 @@ def restart(remote: Remote) -> None:
     remote.run("systemctl restart heartbeat.service", timeout=600)
 
 
-REEXEC_LINE = "Performing heartbeat restart exec"
-REEXEC_WAIT = 10  # seconds; it came about 2 s after the signal in the lab
-
-
-def reload(remote: Remote, changed: Sequence[str] = ()) -> None:
+def reload(remote: Remote) -> None:
     """SIGHUP to the heartbeat systemd supervises: it re-reads ha.cf (re-executing itself in
     place) and authkeys, and keeps its resources. This is what ``heartbeat -r`` sends, but
     ``-r`` finds the daemon through its PID file; systemd's MainPID is the one it runs.
-    (A CI run once left a node on its old key after ``-r``, its next stop hanging.)
-
-    When ``changed`` includes ha.cf, wait (at most REEXEC_WAIT s) for the re-exec itself: it
-    comes a moment after the signal, and a node checked before it looked settled, then
-    re-executed while a cut was already under way and never took over (CI)."""
-    wait = "ha.cf" in changed
-    script = ("since=$(date +%s); systemctl is-active -q heartbeat.service || exit 0; "
-              "systemctl kill --kill-whom=main --signal=HUP heartbeat.service || exit 1")
-    if wait:
-        script += (f"; i=0; while [ $i -lt {REEXEC_WAIT * 5} ]; do "
-                   f"journalctl -u heartbeat.service --since=@$since -o cat 2>/dev/null | "
-                   f"grep -q '{REEXEC_LINE}' && exit 0; sleep 0.2; i=$((i + 1)); done; "
-                   "echo 'heartbeat did not re-exec after the reload' >&2")
-    remote.run(script, timeout=60)
+    (A CI run once left a node on its old key after ``-r``, its next stop hanging.)"""
+    remote.run("systemctl is-active -q heartbeat.service && systemctl kill --kill-whom=main "
+               "--signal=HUP heartbeat.service", timeout=60)
 
 
 def journal(remote: Remote, lines: int = 15) -> str:

@@ -25,7 +25,7 @@ def roll_back(run: Deployment) -> None:
                  + {"reload": "; reloading", "restart": "; restarting"}.get(how or "", ""))
         try:
             if how == "reload":
-                apply.reload(target.remote, restored)
+                apply.reload(target.remote)
             elif how == "restart":
                 apply.restart(target.remote)
         except RemoteError as exc:

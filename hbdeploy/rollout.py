@@ -91,7 +91,7 @@ class Rollout:
             if plan.reload_only:
                 self.say(target, f"reloading heartbeat ({', '.join(plan.changed_files)} "
                                  "re-read, resources kept)")
-                apply.reload(target.remote, plan.changed_files)
+                apply.reload(target.remote)
                 self.applied[name] = "reload"
                 self.results[name].steps["service"] = "reloaded"
                 self._settle(target, plan, peers, check_groups=True)
