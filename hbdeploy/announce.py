@@ -27,7 +27,7 @@ for send_arp in __PATHS__; do [ -x "$send_arp" ] && break; done
 for ip in __IPS__; do
   dev=$(ip -o -4 addr show | awk -v ip="$ip" '{ split($4, a, "/") } a[1] == ip { print $2; exit }')
   if [ -n "$dev" ]; then
-    "$send_arp" -i 200 -r 3 "${dev%%:*}" "$ip" auto "$ip" ffffffffffff && echo "$ip"
+    "$send_arp" -i 200 -r __REPEATS__ "${dev%%:*}" "$ip" auto "$ip" ffffffffffff && echo "$ip"
   fi
 done
 true
@@ -38,7 +38,7 @@ def announce(remote: Remote, ips: list[str]) -> list[str]:
     """Send gratuitous ARP for each of ``ips`` this host holds; the IPs announced."""
     if not ips:
         return []
-    script = (SCRIPT.replace("__PATHS__", " ".join(SEND_ARP))
+    script = (SCRIPT.replace("__PATHS__", " ".join(SEND_ARP)).replace("__REPEATS__", "3")
               .replace("__IPS__", " ".join(shlex.quote(ip) for ip in ips)))
     _, out, _ = remote.run(script, timeout=60)
     return out.split()

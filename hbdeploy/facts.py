@@ -91,8 +91,10 @@ def probe(cluster: Cluster | None = None, node: str = "", announce: bool = False
     if cluster is None:
         return PROBE.replace("__STATUS__", "").replace("__FLOATING__", "")
     ips = " ".join(shlex.quote(ip) for ip in cluster.floating_ips())
+    # Detached, at the start of the run: it repeats for 2 s, past the 1 s during which
+    # Linux (neighbour locktime) ignores an update of an entry it has just learned.
     arp = (announce_script.SCRIPT.replace("__PATHS__", " ".join(announce_script.SEND_ARP))
-           .replace("__IPS__", '"$1"'))
+           .replace("__REPEATS__", "10").replace("__IPS__", '"$1"'))
     status_part = ("{\n" + status.probe(cluster, node) + "\n} 2>/dev/null | "
                    "while IFS= read -r line; do p view \"$line\"; done")
     floating = (FLOATING.replace("__IPS__", ips).replace("__ANNOUNCE__", "yes" if announce
