@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shlex
 import time
 
 from . import firewall, supervision
@@ -148,13 +149,54 @@ def restart(remote: Remote) -> None:
     remote.run("systemctl restart heartbeat.service", timeout=600)
 
 
-def reload(remote: Remote) -> None:
-    """SIGHUP to the heartbeat systemd supervises: it re-reads ha.cf (re-executing itself in
-    place) and authkeys, and keeps its resources. This is what ``heartbeat -r`` sends, but
-    ``-r`` finds the daemon through its PID file; systemd's MainPID is the one it runs.
-    (A CI run once left a node on its old key after ``-r``, its next stop hanging.)"""
-    remote.run("systemctl is-active -q heartbeat.service && systemctl kill --kill-whom=main "
-               "--signal=HUP heartbeat.service", timeout=60)
+# Logged by heartbeat each time it starts reading its files: after the re-exec a changed
+# ha.cf causes, or after a restart of its own that came in between (either way the new
+# files are read).
+REEXEC_LINE = "Configuration validated. Starting heartbeat"
+REEXEC_WAIT = 15  # seconds; the re-exec came about 2 s after the signal in the lab
+
+# A journal position taken just before the signal, so that only what follows it counts.
+_MARK = ("c=$(journalctl -u heartbeat.service -n 0 --show-cursor -o cat 2>/dev/null | "
+         "sed -n 's/^-- cursor: //p'); "
+         'if [ -n "$c" ]; then after="--after-cursor=$c"; else after="--since=@$(date +%s)"; fi; '
+         'echo "mark $after"; ')
+
+
+def signal_reload(remote: Remote) -> str:
+    """SIGHUP to the heartbeat systemd supervises; returns the journal mark taken just before
+    (for :func:`await_reexec`). This is what ``heartbeat -r`` sends, but ``-r`` finds the
+    daemon through its PID file; systemd's MainPID is the one it runs. (A CI run once left
+    a node on its old key after ``-r``, its next stop hanging.)"""
+    _, out, _ = remote.run(
+        "systemctl is-active -q heartbeat.service || exit 0; " + _MARK
+        + "systemctl kill --kill-whom=main --signal=HUP heartbeat.service", timeout=60)
+    return next((line[5:] for line in out.splitlines() if line.startswith("mark ")), "")
+
+
+def await_reexec(remote: Remote, mark: str) -> None:
+    """Return once heartbeat has re-executed itself (or started anew) after the signal
+    marked by ``mark``.
+
+    heartbeat applies a changed ha.cf by re-executing itself (``-R``, resources kept) about
+    two seconds after the SIGHUP; until then it still runs on the old file, and a node
+    checked or handed work in between was seen to miss a takeover and to refuse a standby
+    (CI). Raises RemoteError when the re-exec does not come within REEXEC_WAIT seconds."""
+    if not mark:
+        return  # heartbeat was not running: nothing was signalled
+    remote.run(f"i=0; while [ $i -lt {REEXEC_WAIT * 5} ]; do "
+               f"journalctl -u heartbeat.service {shlex.quote(mark)} -o cat 2>/dev/null | "
+               f"grep -qF '{REEXEC_LINE}' && exit 0; sleep 0.2; i=$((i + 1)); done; "
+               f"echo 'heartbeat did not re-execute itself within {REEXEC_WAIT}s of the "
+               "reload signal, so it still runs on the previous ha.cf' >&2; exit 3",
+               timeout=REEXEC_WAIT + 30)
+
+
+def reload(remote: Remote, reexec: bool) -> None:
+    """Make heartbeat re-read its files, keeping its resources: authkeys is re-read on the
+    signal; a changed ha.cf (``reexec``) makes heartbeat re-execute itself, awaited here."""
+    mark = signal_reload(remote)
+    if reexec:
+        await_reexec(remote, mark)
 
 
 def journal(remote: Remote, lines: int = 15) -> str:

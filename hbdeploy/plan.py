@@ -61,13 +61,22 @@ class HostPlan:
 
     @property
     def deferred(self) -> list[str]:
-        """Files written only once the node has released its resources: a node holding
-        resources must give them up under the haresources that started them (a resource
-        dropped from the new file would otherwise never be stopped)."""
-        holds = bool(self.facts.ips() & set(self.floating_ips))
-        if self.facts.running and holds and "haresources" in self.changed_files:
-            return ["haresources"]
-        return []
+        """Files written only just before this node's restart in the rollout.
+
+        haresources on a node holding resources: it must give them up under the haresources
+        that started them (a resource dropped from the new file would otherwise never be
+        stopped). ha.cf on a running node that is restarted and gets a new password: the
+        password is reloaded on every node first, and with a changed ha.cf on disk that
+        reload makes heartbeat re-execute itself, which left its resource state "in
+        transition" and a later handover refused (CI); the restart reads ha.cf anyway."""
+        later = []
+        if self.facts.running and not self.reload_only:
+            if {"ha.cf", "authkeys"} <= set(self.changed_files):
+                later.append("ha.cf")
+            holds = bool(self.facts.ips() & set(self.floating_ips))
+            if holds and "haresources" in self.changed_files:
+                later.append("haresources")
+        return later
 
     @property
     def reload_only(self) -> bool:

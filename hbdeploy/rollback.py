@@ -25,7 +25,7 @@ def roll_back(run: Deployment) -> None:
                  + {"reload": "; reloading", "restart": "; restarting"}.get(how or "", ""))
         try:
             if how == "reload":
-                apply.reload(target.remote)
+                apply.reload(target.remote, reexec="ha.cf" in restored)
             elif how == "restart":
                 apply.restart(target.remote)
         except RemoteError as exc:

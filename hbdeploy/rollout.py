@@ -80,7 +80,17 @@ class Rollout:
                 {t.node.name for t in order} == set(self.cluster.node_names)):
             self._start_together(order)
             return
-        reloaded = self._rekey(order, plans, was_running)
+        # A node joining running peers that only reload (bootstrap): the peers are signalled
+        # and the new node is started at once, their settles waited for afterwards. A peer
+        # that re-executes itself with a new node in ha.cf and hears nothing from it for
+        # about ten seconds drops it from its node list for good, and the new node then
+        # never becomes active (seen in the lab whenever each peer's re-exec was awaited
+        # first).
+        joining = bool(was_running) and all(
+            plans[t.node.name].reload_only for t in order if t.node.name in was_running) and \
+            any(t.node.name not in was_running for t in order)
+        pending: list[tuple[Target, HostPlan, set[str], str | None]] = []
+        reloaded = self._rekey(order, plans, was_running, pending if joining else None)
         for target in order:
             plan = plans[target.node.name]
             name = target.node.name
@@ -91,10 +101,14 @@ class Rollout:
             if plan.reload_only:
                 self.say(target, f"reloading heartbeat ({', '.join(plan.changed_files)} "
                                  "re-read, resources kept)")
-                apply.reload(target.remote)
+                mark = apply.signal_reload(target.remote)
                 self.applied[name] = "reload"
                 self.results[name].steps["service"] = "reloaded"
-                self._settle(target, plan, peers, check_groups=True)
+                reexec = mark if "ha.cf" in plan.changed_files else None
+                if joining:
+                    pending.append((target, plan, peers, reexec))
+                else:
+                    self._settle(target, plan, peers, check_groups=True, reexec_mark=reexec)
                 done.append(target)
                 continue
             holding = self._held_by(name) if name in was_running else []
@@ -107,12 +121,12 @@ class Rollout:
                 # with more, the restart's own graceful stop hands the resources over.
                 self._hand_over(target, holding, done)
             if plan.deferred:
-                if plan.facts.running:
-                    apply.stop(target.remote)  # releases what the old haresources started
+                # stopped first: releases what the old haresources started
+                apply.stop(target.remote)
                 apply.push(target.remote, plan, self.stamp, plan.deferred)
                 self.pushed[name] += plan.deferred
-                self.say(target, f"wrote {', '.join(plan.deferred)} (after releasing "
-                                 "its resources)")
+                self.say(target, f"wrote {', '.join(plan.deferred)} (with heartbeat "
+                                 "stopped, for its restart)")
             verb = "restarting" if plan.facts.running else "starting"
             self.say(target, f"{verb} heartbeat")
             self.applied[name] = "restart"
@@ -121,6 +135,8 @@ class Rollout:
             expected_up.add(name)
             self._settle(target, plan, peers, check_groups=bool(was_running))
             done.append(target)
+        for target, plan, peers, reexec in pending:
+            self._settle(target, plan, peers, check_groups=True, reexec_mark=reexec)
 
     def _start_together(self, order: list[Target]) -> None:
         """A new cluster (heartbeat runs on none of its nodes, all are targets) starts on
@@ -145,37 +161,56 @@ class Rollout:
             self._settle(target, self.plans[target.node.name], names - {target.node.name},
                          check_groups=False, booting=True)
 
-    def _rekey(self, order: list[Target], plans: dict[str, HostPlan],
-               was_running: set[str]) -> set[str]:
+    def _rekey(self, order: list[Target], plans: dict[str, HostPlan], was_running: set[str],
+               pending: list[tuple[Target, HostPlan, set[str], str | None]] | None
+               ) -> set[str]:
         """A new password first reaches every running node by reload, back to back.
 
-        Nodes with different keys cannot hear each other; a reload takes about a second, far
-        less than deadtime, whereas waiting for a restarted node to see peers that still use
-        the old key would never end. Returns the nodes reloaded here.
+        Nodes with different keys cannot hear each other, so every node is signalled first
+        and only then is each awaited (a changed ha.cf is applied by a re-exec about two
+        seconds after the signal, which is when the new key is read too): one node at a
+        time would leave the first deaf to the others for longer than deadtime. Waiting
+        for a restarted node to see peers that still use the old key would never end.
+        Returns the nodes reloaded here. With ``pending`` (a node is joining), their
+        settles are appended to it instead of waited for here.
         """
         rekey = [t for t in order if t.node.name in was_running
                  and "authkeys" in plans[t.node.name].changed_files]
-        if not rekey or all(plans[t.node.name].reload_only for t in rekey):
+        if not rekey:
             return set()
+        marks = {}
         for target in rekey:
-            self.say(target, "reloading heartbeat for the new password (ahead of restarts)")
-            apply.reload(target.remote)
+            plan = plans[target.node.name]
+            files = ", ".join(f for f in plan.changed_files if f not in plan.deferred)
+            self.say(target, f"reloading heartbeat ({files} re-read, resources kept; the new "
+                             "password reaches every running node back to back)")
+            marks[target.node.name] = apply.signal_reload(target.remote)
             self.applied[target.node.name] = "reload"
             self.results[target.node.name].steps["service"] = "reloaded"
-        for target in rekey:
-            self._settle(target, plans[target.node.name], was_running - {target.node.name},
-                         check_groups=True)
+        for target in rekey:  # signalled back to back above: keys differ for a moment only
+            plan = plans[target.node.name]
+            peers = was_running - {target.node.name}
+            rewritten = "ha.cf" in plan.changed_files and "ha.cf" not in plan.deferred
+            reexec = marks[target.node.name] if rewritten else None
+            if pending is not None:
+                pending.append((target, plan, peers, reexec))
+            else:
+                self._settle(target, plan, peers, check_groups=True, reexec_mark=reexec)
         return {t.node.name for t in rekey}
 
     def _settle(self, target: Target, plan: HostPlan, peers: set[str],
-                check_groups: bool, booting: bool = False) -> None:
-        """Wait until ``target`` is healthy; else stop the rollout before the next host.
+                check_groups: bool, booting: bool = False,
+                reexec_mark: str | None = None) -> None:
+        """Wait until ``target`` is healthy (after a reload that changed ha.cf, first for
+        heartbeat's re-exec: ``reexec_mark``); else stop the rollout before the next host.
 
         The files are rolled back only when the new configuration is at fault: heartbeat
         does not run with it, or its journal blames it (converge.config_fault). A node that
         runs and is merely slow to see its peers keeps them: a rerun goes on from there.
         """
         try:
+            if reexec_mark is not None:
+                apply.await_reexec(target.remote, reexec_mark)
             self.wait_healthy(target, peers, check_groups, booting)
         except RemoteError as exc:
             self.results[target.node.name].steps["service"] = "failed"
@@ -204,8 +239,11 @@ class Rollout:
         """hb_standby on ``target``; when its groups do not land elsewhere, the updated peers
         are rolled back and ``target`` takes its groups back."""
         self.say(target, f"handing {', '.join(groups)} over to a peer before its restart")
-        target.remote.run(HB_STANDBY, timeout=120)
+        # A standby asked while either node's resources are in transition is ignored ("other
+        # side is in flux": CI, a moment after a re-exec), so it waits for both to be stable.
         try:
+            self._await_stable_resources(target)
+            target.remote.run(HB_STANDBY, timeout=120)
             wait_placement(self.cluster, self.targets, lambda held: all(
                 len(held[g]) == 1 and target.node.name not in held[g] for g in groups),
                 move_deadline(self.cluster), f"{target.host} handing over {', '.join(groups)}")
@@ -224,6 +262,19 @@ class Rollout:
                 f"back, {target.host} was left unchanged and took its groups back; rollout "
                 "stopped") from None
         self.say(target, "handover complete")
+
+    def _await_stable_resources(self, target: Target) -> None:
+        """Give heartbeat up to 2 x deadtime + 5 s to leave "transition" on every node: a
+        standby asked meanwhile was ignored ("other side is in flux": CI, a moment after a
+        re-exec). Then the standby is asked for anyway (said so): its outcome is checked."""
+        wait = 2 * self.cluster.timings.deadtime.ms / 1000 + 5
+        try:
+            apply.wait_until("resources out of transition", lambda: all(
+                v.resources not in ("transition", "") for v in
+                snapshot(self.cluster, self.targets).nodes if v.heartbeat), wait)
+        except RemoteError:
+            self.say(target, f"heartbeat still reports its resources in transition after "
+                             f"{wait:.0f}s; asking for the standby anyway")
 
     def wait_healthy(self, target: Target, peers: set[str], check_groups: bool = False,
                      booting: bool = False) -> None:

@@ -92,9 +92,15 @@ def test_plan_reload_only_for_hacf_and_authkeys_and_defer_haresources_on_holder(
     facts.modes = {n: f"{f.mode:o} root" for n, f in files.items()}
     plan = plan_host("h", node, facts, c)
     assert sorted(plan.changed_files) == ["authkeys", "ha.cf"] and plan.reload_only
-    facts.checksums = {}
+    facts.checksums = {}  # all three files change, the password too
     plan = plan_host("h", node, facts, c)
-    assert not plan.reload_only and plan.deferred == ["haresources"]  # n1 holds 10.9.0.100
+    # n1 holds 10.9.0.100: haresources waits for its release; ha.cf waits for the restart
+    # (the new password's reload must not make heartbeat re-execute itself)
+    assert not plan.reload_only and plan.deferred == ["ha.cf", "haresources"]
+    authkeys = sha256(files["authkeys"].content)
+    facts.checksums = {"authkeys": authkeys}  # same password: ha.cf is written at once
+    plan = plan_host("h", node, facts, c)
+    assert not plan.reload_only and plan.deferred == ["haresources"]
 
 
 def three_node_mcast_with_ports():
