@@ -75,9 +75,9 @@ def decommission(cluster: Cluster, leaving: Connection, remaining: Sequence[Conn
         for conn in remaining:
             peer = Remote(conn, conn.original_host or conn.host)
 
-            # The reload above makes heartbeat re-exec itself a moment later, and a re-exec
-            # after hb_delnode was seen to bring the node back (CI): it must stay
-            # forgotten for deadtime + 2 s.
+            # The reload above made heartbeat re-exec itself (awaited by the rollout); before
+            # that was awaited, a re-exec after hb_delnode brought the node back once (CI),
+            # so it must stay forgotten for deadtime + 2 s.
             since: list[float] = []
 
             def forgotten(peer: Remote = peer, since: list[float] = since) -> bool:
