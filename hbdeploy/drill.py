@@ -15,6 +15,8 @@ from .probe import Prober
 from .status import snapshot
 from .targets import Target
 
+PROBE_INTERVAL = 0.1  # seconds between pings of the floating IPs (they overlap)
+
 
 class DrillError(HbdeployError):
     """The drill could not run or the cluster did not fail over in time."""
@@ -47,7 +49,7 @@ def run_drill(cluster: Cluster, targets: list[Target], group: str | None = None,
     holder = next(t for t in targets if t.node.name == holders[0])
     ips = list(chosen.floating_ips())
     deadline = move_deadline(cluster)
-    with Prober(ips, interval=0.1) as prober:
+    with Prober(ips, interval=PROBE_INTERVAL) as prober:
         start = time.monotonic()
         out(f"[{holder.host}] drill: taking {holder.node.name} away "
             f"({'stop heartbeat' if break_node is None else 'cut its link'})")
@@ -69,7 +71,8 @@ def run_drill(cluster: Cluster, targets: list[Target], group: str | None = None,
             failover = (max(ends) - start) if ends else 0.0
             unanswered = max(prober.unanswered(ip) for ip in ips)
             out(f"group {chosen.node} answered from {spare} {failover:.1f}s after "
-                f"{holder.node.name} went away; unanswered for {unanswered:.1f}s")
+                f"{holder.node.name} went away; unanswered for {unanswered:.1f}s (ping from "
+                f"here every {PROBE_INTERVAL}s: to within {PROBE_INTERVAL}s)")
         finally:
             out(f"[{holder.host}] drill: bringing {holder.node.name} back")
             if restore_node is None:

@@ -1,4 +1,5 @@
-"""A prober: pings floating IPs from this machine in the background and times every outage."""
+"""A prober: pings floating IPs from this machine in the background and times every outage
+(to within its interval: pings overlap, each dated by when it was sent)."""
 
 from __future__ import annotations
 
@@ -48,18 +49,30 @@ class Prober:
             thread.join(timeout=5)
 
     def _loop(self, ip: str) -> None:
+        """A ping leaves every ``interval`` whether or not the previous one has answered
+        (each waits up to 1 s), and each counts at the moment it was sent: an outage's
+        start and end are known to within ``interval``, not the second a lost ping waits."""
         current: Outage | None = None
-        while not self._stop.is_set():
-            ok = subprocess.run(["ping", "-n", "-q", "-c", "1", "-W", "1", ip],
-                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                                check=False).returncode == 0
-            now = time.monotonic()
-            if not ok and current is None:
-                current = Outage(ip, now)
-                self.outages.append(current)
-            elif ok and current is not None:
-                current.end = now
-                current = None
+        pending: list[tuple[float, subprocess.Popen[bytes]]] = []
+        while not self._stop.is_set() or pending:
+            if not self._stop.is_set():
+                pending.append((time.monotonic(), subprocess.Popen(
+                    ["ping", "-n", "-q", "-c", "1", "-W", "1", ip],
+                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)))
+            while pending and pending[0][1].poll() is not None:  # in the order sent
+                sent, proc = pending.pop(0)
+                ok = proc.returncode == 0
+                if not ok and current is None:
+                    current = Outage(ip, sent)
+                    self.outages.append(current)
+                elif ok and current is not None:
+                    current.end = sent
+                    current = None
+            if self._stop.is_set():
+                for _, proc in pending:
+                    proc.kill()
+                    proc.wait()
+                return
             self._stop.wait(self.interval)
 
     def unanswered(self, ip: str) -> float:
