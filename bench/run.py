@@ -1,21 +1,27 @@
-"""Benchmarks (not tests): speed and memory goals of hbdeploy.
+"""The benchmark's entry point (not a test): speed and memory of hbdeploy, and hbdeploy
+against an Ansible playbook doing the same work (bench/compare.py, bench/ansible/).
 
-    .venv/bin/python bench/run.py          # validation + rendering, offline
-    .venv/bin/python bench/run.py --lab    # also: deploy from bare, no-op rerun, failover,
-                                           # and a deploy of 4 bare nodes against 2
+    .venv/bin/python bench/run.py              # everything; brings the lab up (root)
+    .venv/bin/python bench/run.py --offline    # validation + rendering only
+    .venv/bin/python bench/run.py --reps 10 --cold-reps 2 --nodes 2 4
 
-Goals: validate and render a 16-node cluster's files in under 50 ms with under 50 MiB peak;
-in the lab, a no-op deploy of two nodes in under 3 s, a failover within deadtime + 2 s, and
-a deploy of 4 bare nodes in less than twice the time of 2 (hosts are pre-flighted,
-installed and pushed in parallel; only the starts are one at a time).
+Writes bench/results.md and bench/results.json (machine, date, median and min-max of every
+figure, ratios). Partitions and crashes have their own, longer bench: bench/partitions.py.
 """
 
 from __future__ import annotations
 
 import argparse
+import datetime
+import json
+import os
+import platform
+import tempfile
 import time
 import tracemalloc
 from pathlib import Path
+
+from compare import Figures, compare
 
 from hbdeploy import validate
 from hbdeploy.render import render_node
@@ -42,60 +48,61 @@ def bench_render(n: int, rounds: int = 20) -> tuple[float, float]:
     return elapsed * 1000, peak
 
 
-def four_node_cluster(path: Path) -> Path:
-    """examples/lab.yml with haproxy3 and haproxy4 added."""
-    text = (ROOT / "examples" / "lab.yml").read_text()
-    text = text.replace("  haproxy2: 10.213.0.12\n", "  haproxy2: 10.213.0.12\n"
-                        "  haproxy3: 10.213.0.13\n  haproxy4: 10.213.0.14\n")
-    path.write_text(text)
-    return path
-
-
-def bench_lab() -> None:
-    import subprocess
-    import sys
-    import tempfile
-
-    from hbdeploy.lab import Lab
-    from hbdeploy.lab.demo import http_name
-
-    lab = Lab(report=lambda m: print(f"lab: {m}"))
-    exe = str(Path(sys.executable).parent / "hbdeploy")
-
-    def deploy(hosts: int, cluster: Path) -> float:
-        names = ",".join(f"haproxy{i}" for i in range(1, hosts + 1))
-        t = time.monotonic()
-        subprocess.run([exe, "-S", str(lab.ssh_config_path), "-H", names, "deploy",
-                        "--cluster", str(cluster)], check=True, capture_output=True)
-        return time.monotonic() - t
-
-    lab.down()
-    t = time.monotonic()
-    lab.up(nodes=2)
-    print(f"lab up (image cached): {time.monotonic() - t:.1f}s")
-    two = deploy(2, ROOT / "examples" / "lab.yml")
-    print(f"deploy from bare nodes (2): {two:.1f}s")
-    print(f"deploy again (nothing to do): {deploy(2, ROOT / 'examples' / 'lab.yml'):.1f}s")
-    t = time.monotonic()
-    lab.cut("haproxy1")
-    while http_name("10.213.0.100") != "haproxy2":
-        time.sleep(0.05)
-    print(f"failover after a cut (deadtime 5s): {time.monotonic() - t:.1f}s")
-    lab.heal("haproxy1")
-    lab.down()
-    lab.up(nodes=4)
-    with tempfile.TemporaryDirectory() as tmp:
-        four = deploy(4, four_node_cluster(Path(tmp) / "four.yml"))
-    print(f"deploy from bare nodes (4): {four:.1f}s = {four / two:.2f} x the 2-node deploy")
-    lab.down()
+def write_results(figures: Figures, args: argparse.Namespace) -> None:
+    """bench/results.json (every value) and bench/results.md (median, min-max, ratios)."""
+    machine = (f"{platform.node()}: {os.cpu_count()} cores, "
+               f"{os.sysconf('SC_PHYS_PAGES') * os.sysconf('SC_PAGE_SIZE') / 2**30:.0f} GiB, "
+               f"{platform.platform()}")
+    date = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    (ROOT / "bench" / "results.json").write_text(json.dumps(
+        {"machine": machine, "date": date, "args": vars(args), "figures": figures.values},
+        indent=2) + "\n")
+    rows = ["| figure | median | min-max | runs |", "|---|---|---|---|"]
+    for name in figures.values:
+        med, lo, hi = figures.summary(name)
+        rows.append(f"| {name} | {med:.2f} | {lo:.2f}-{hi:.2f} | {len(figures.values[name])} |")
+    ratios = []
+    for name in figures.values:
+        if name.endswith(", hbdeploy") and name.replace("hbdeploy", "ansible") in figures.values:
+            other = name.replace("hbdeploy", "ansible")
+            ratio = figures.summary(other)[0] / figures.summary(name)[0]
+            ratios.append(f"| {name.removesuffix(', hbdeploy')} | {ratio:.1f}x |")
+    text = [f"# Benchmark results\n\n{machine}; {date}; `bench/run.py` "
+            f"--reps {args.reps} --cold-reps {args.cold_reps}.\n",
+            "Times in seconds (wall time of the whole process) unless the name says "
+            "otherwise.\n", *rows]
+    if ratios:
+        text += ["", "| ansible-playbook time / hbdeploy time (medians) | ratio |",
+                 "|---|---|", *ratios]
+    (ROOT / "bench" / "results.md").write_text("\n".join(text) + "\n")
 
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser()
-    parser.add_argument("--lab", action="store_true")
+    parser.add_argument("--offline", action="store_true", help="rendering figures only")
+    parser.add_argument("--reps", type=int, default=10, help="no-change runs per tool")
+    parser.add_argument("--cold-reps", type=int, default=2, help="cold deploys per tool")
+    parser.add_argument("--nodes", type=int, nargs="+", default=[2, 4])
     args = parser.parse_args()
+    figures = Figures()
+    started = time.monotonic()
+
+    def say(message: str) -> None:
+        print(f"[{time.monotonic() - started:6.0f}s] {message}", flush=True)
+
     for n in (2, 4, 16, 64):
         ms, mib = bench_render(n)
-        print(f"validate + render {n:>2} nodes: {ms:7.2f} ms, peak {mib:5.1f} MiB")
-    if args.lab:
-        bench_lab()
+        figures.add(f"validate + render {n} nodes (ms)", ms)
+        figures.add(f"validate + render {n} nodes, peak (MiB)", mib)
+        say(f"validate + render {n:>2} nodes: {ms:7.2f} ms, peak {mib:5.1f} MiB")
+    if not args.offline:
+        from hbdeploy.lab import Lab
+
+        lab = Lab(report=lambda m: say(f"lab: {m}"))
+        with tempfile.TemporaryDirectory() as tmp:
+            try:
+                for nodes in args.nodes:
+                    compare(figures, lab, Path(tmp), nodes, args.reps, args.cold_reps, say)
+            finally:
+                lab.down()
+    write_results(figures, args)

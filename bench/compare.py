@@ -1,0 +1,148 @@
+"""hbdeploy against an Ansible playbook doing the same work, on the lab (bench/run.py).
+
+Cold: bare nodes (a fresh lab) to a running cluster. No change: the cluster already right,
+the two tools alternating. Wall time of the whole process, as a user sees it; hbdeploy's
+remote commands per host from its recap (counted by the tool, not estimated); its peak
+memory (max RSS, /usr/bin/time).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from hbdeploy import validate
+from hbdeploy.lab import Lab
+from hbdeploy.render import render_node
+from hbdeploy.source import read
+
+ROOT = Path(__file__).resolve().parents[1]
+ANSIBLE_DIR = ROOT / "bench" / "ansible"
+ANSIBLE_VENV = ROOT / "bench" / ".ansible-venv"
+ANSIBLE_CORE = "ansible-core==2.19.14"
+TIME = "/usr/bin/time"
+
+
+@dataclass
+class Figures:
+    """Seconds (or MiB, or counts) per figure name, every repetition kept."""
+
+    values: dict[str, list[float]] = field(default_factory=dict)
+
+    def add(self, name: str, value: float) -> None:
+        self.values.setdefault(name, []).append(value)
+
+    def summary(self, name: str) -> tuple[float, float, float]:
+        v = self.values[name]
+        return statistics.median(v), min(v), max(v)
+
+
+def cluster_file(work: Path, nodes: int) -> Path:
+    """examples/lab.yml with haproxy3.. added up to ``nodes``."""
+    text = (ROOT / "examples" / "lab.yml").read_text()
+    extra = "".join(f"  haproxy{i}: 10.213.0.{10 + i}\n" for i in range(3, nodes + 1))
+    text = text.replace("  haproxy2: 10.213.0.12\n", "  haproxy2: 10.213.0.12\n" + extra)
+    path = work / f"lab-{nodes}.yml"
+    path.write_text(text)
+    return path
+
+
+def ensure_ansible(say: Callable[[str], None]) -> Path:
+    """ansible-core from PyPI in its own venv (bench/.ansible-venv); its ansible-playbook."""
+    exe = ANSIBLE_VENV / "bin" / "ansible-playbook"
+    if not exe.exists():
+        say(f"installing {ANSIBLE_CORE} into {ANSIBLE_VENV}")
+        subprocess.run([sys.executable, "-m", "venv", str(ANSIBLE_VENV)], check=True)
+        subprocess.run([str(ANSIBLE_VENV / "bin" / "pip"), "install", "-q", ANSIBLE_CORE],
+                       check=True)
+    return exe
+
+
+def ansible_setup(work: Path, lab: Lab, cluster_path: Path) -> Path:
+    """Rendered files per host, inventory and ansible.cfg in ``work``; returns the cfg."""
+    cluster = validate.load(read(cluster_path), environ=dict(os.environ))
+    files_dir = work / "files"
+    lines = ["[cluster]"]
+    for name in cluster.node_names:
+        (files_dir / name).mkdir(parents=True, exist_ok=True)
+        for fname, rendered in render_node(cluster, name).items():
+            (files_dir / name / fname).write_text(rendered.content)
+        peers = [n.ip for n in cluster.nodes if n.name != name]
+        lines.append(f"{name} peers='{peers}'")
+    lines += ["", "[cluster:vars]", f"files_dir={files_dir}",
+              f"udpport={cluster.udpport}"]
+    inventory = work / "inventory.ini"
+    inventory.write_text("\n".join(lines) + "\n")
+    cfg = (ANSIBLE_DIR / "ansible.cfg.in").read_text()
+    cfg = (cfg.replace("@INVENTORY@", str(inventory))
+           .replace("@SSH_CONFIG@", str(lab.ssh_config_path)).replace("@WORK@", str(work)))
+    path = work / "ansible.cfg"
+    path.write_text(cfg)
+    (work / "cp").mkdir(exist_ok=True)
+    return path
+
+
+def timed(argv: list[str], env: dict[str, str] | None = None) -> tuple[float, str, float]:
+    """(wall seconds, stdout, peak RSS MiB) of one run; fails loudly."""
+    t = time.monotonic()
+    result = subprocess.run([TIME, "-f", "maxrss %M", *argv], capture_output=True, text=True,
+                            env=env, check=False)
+    wall = time.monotonic() - t
+    if result.returncode != 0:
+        raise RuntimeError(f"{argv[0]} failed ({result.returncode}):\n{result.stdout}\n"
+                           f"{result.stderr}")
+    rss = re.findall(r"maxrss (\d+)", result.stderr)
+    return wall, result.stdout, int(rss[-1]) / 1024 if rss else 0.0
+
+
+def remote_commands(stdout: str) -> list[int]:
+    """Per-host counts from the recap line "remote commands: haproxy1 1, haproxy2 1"."""
+    line = next((x for x in stdout.splitlines() if x.startswith("remote commands:")), "")
+    return [int(n) for n in re.findall(r" (\d+)(?:,|$)", line)]
+
+
+def compare(figures: Figures, lab: Lab, work: Path, nodes: int, reps: int, cold_reps: int,
+            say: Callable[[str], None]) -> None:
+    """Cold and no-change deploys of ``nodes`` nodes, both tools."""
+    playbook_exe = ensure_ansible(say)
+    hb = str(Path(sys.executable).parent / "hbdeploy")
+    path = cluster_file(work, nodes)
+    hosts = ",".join(f"haproxy{i}" for i in range(1, nodes + 1))
+    hb_argv = [hb, "-S", str(lab.ssh_config_path), "-H", hosts, "deploy", "--cluster",
+               str(path)]
+    (work / f"ansible-{nodes}").mkdir(parents=True, exist_ok=True)
+    cfg = ansible_setup(work / f"ansible-{nodes}", lab, path)
+    env = dict(os.environ, ANSIBLE_CONFIG=str(cfg))
+    pb_argv = [str(playbook_exe), str(ANSIBLE_DIR / "playbook.yml")]
+    for i in range(cold_reps):
+        for tool, argv, run_env in (("hbdeploy", hb_argv, None), ("ansible", pb_argv, env)):
+            lab.down()
+            lab.up(nodes=nodes)
+            wall, _, _ = timed(argv, run_env)
+            figures.add(f"cold {nodes} nodes, {tool}", wall)
+            say(f"cold {nodes} nodes {tool} {i + 1}/{cold_reps}: {wall:.2f}s")
+    # The cluster is now Ansible's: hbdeploy's first run adds its supervision and firewall
+    # chain, Ansible's first adds its INPUT rules; from then on neither changes anything.
+    timed(hb_argv)
+    timed(pb_argv, env)
+    for i in range(reps):
+        wall, out, rss = timed(hb_argv)
+        if "unchanged: nothing to do" not in out:
+            raise RuntimeError(f"hbdeploy's no-change run changed something:\n{out}")
+        figures.add(f"no-change {nodes} nodes, hbdeploy", wall)
+        figures.add(f"peak memory {nodes} nodes, hbdeploy (MiB)", rss)
+        for count in remote_commands(out):
+            figures.add(f"remote commands per host, no-change {nodes} nodes", count)
+        awall, aout, _ = timed(pb_argv, env)
+        if re.search(r"changed=[1-9]", aout) or "changed=0" not in aout:
+            raise RuntimeError(f"ansible's no-change run changed something:\n{aout}")
+        figures.add(f"no-change {nodes} nodes, ansible", awall)
+        say(f"no-change {nodes} nodes {i + 1}/{reps}: hbdeploy {wall:.2f}s, "
+            f"ansible {awall:.2f}s")
