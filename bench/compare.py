@@ -125,6 +125,8 @@ def compare(figures: Figures, lab: Lab, work: Path, nodes: int, reps: int, cold_
         for tool, argv, run_env in (("hbdeploy", hb_argv, None), ("ansible", pb_argv, env)):
             lab.down()
             lab.up(nodes=nodes)
+            for sock in (cfg.parent / "cp").iterdir():  # connections to the previous lab
+                sock.unlink()
             wall, _, _ = timed(argv, run_env)
             figures.add(f"cold {nodes} nodes, {tool}", wall)
             say(f"cold {nodes} nodes {tool} {i + 1}/{cold_reps}: {wall:.2f}s")
