@@ -127,9 +127,12 @@ def compare(figures: Figures, lab: Lab, work: Path, nodes: int, reps: int, cold_
             lab.up(nodes=nodes)
             for sock in (cfg.parent / "cp").iterdir():  # connections to the previous lab
                 sock.unlink()
-            wall, _, _ = timed(argv, run_env)
+            wall, out, _ = timed(argv, run_env)
             figures.add(f"cold {nodes} nodes, {tool}", wall)
             say(f"cold {nodes} nodes {tool} {i + 1}/{cold_reps}: {wall:.2f}s")
+            for line in out.splitlines():
+                if line.startswith(("repaired:", "remote commands:")):
+                    say(f"  {line}")
     # The cluster is now Ansible's: hbdeploy's first run adds its supervision and firewall
     # chain, Ansible's first adds its INPUT rules; from then on neither changes anything.
     timed(hb_argv)
