@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 
 from .errors import HbdeployError
 from .model import Cluster
@@ -39,6 +40,65 @@ def move_deadline(cluster: Cluster) -> float:
     return 2 * cluster.timings.deadtime.ms / 1000 + 30
 
 
+QUIET_FOR = 3  # seconds without a line from heartbeat or ipfail in the journal
+_QUIET = (f"journalctl -u heartbeat.service --since=-{QUIET_FOR}s -o cat 2>/dev/null | "
+          "grep -v -e 'Late heartbeat' -e '^-- ' | grep -q . && exit 1 || exit 0")
+
+
+def await_quiet(cluster: Cluster, targets: list[Target]) -> bool:
+    """Wait (at most 2 x deadtime + 5 s) until heartbeat and ipfail have logged nothing for
+    QUIET_FOR seconds on every target; False when they never were. After a node's
+    (re)start, ipfail runs a standby exchange of its own for a few seconds, and heartbeat
+    ignored a standby asked meanwhile ("Standby in progress- new request ignored": CI)."""
+    end = time.monotonic() + 2 * cluster.timings.deadtime.ms / 1000 + 5
+    with ThreadPoolExecutor(max_workers=max(1, len(targets))) as pool:
+        while True:
+            codes = list(pool.map(lambda t: t.remote.run(_QUIET, check=False)[0], targets))
+            if all(code == 0 for code in codes):
+                return True
+            if time.monotonic() > end:
+                return False
+            time.sleep(0.5)
+
+
+def hand_over(cluster: Cluster, targets: list[Target], target: Target, groups: list[str],
+              note: Callable[[str], None]) -> None:
+    """``hb_standby`` on ``target`` until each of ``groups`` is held by one other node.
+
+    Asked once heartbeat is quiet (:func:`await_quiet`), and asked again once when the
+    first request moved nothing within 2 x deadtime + 5 s (heartbeat drops a request it
+    gets no answer to: "No reply to standby request. Standby request cancelled"). Raises
+    HandoverError past move_deadline."""
+    node = target.node.name
+    if not await_quiet(cluster, targets):
+        note("heartbeat's journal was not quiet for "
+             f"{QUIET_FOR}s within {2 * cluster.timings.deadtime.ms / 1000 + 5:.0f}s; asking "
+             "for the standby anyway")
+
+    def moved(held: dict[str, list[str]]) -> bool:
+        return all(len(held[g]) == 1 and node not in held[g] for g in groups)
+
+    what = f"{node} handing over {', '.join(groups)}"
+    first = 2 * cluster.timings.deadtime.ms / 1000 + 5
+    start = time.monotonic()
+    target.remote.run(HB_STANDBY, timeout=120)
+    try:
+        wait_placement(cluster, targets, moved, first, what)
+        return
+    except HandoverError:
+        held = snapshot(cluster, targets).groups
+        if not all(held.get(g) == [node] for g in groups):
+            # something moved (or failed to start): no second request, wait it out
+            wait_placement(cluster, targets, moved,
+                           max(1.0, move_deadline(cluster) - (time.monotonic() - start)), what)
+            return
+    note(f"heartbeat did not act on the standby request in {first:.0f}s (the groups stayed "
+         f"on {node}); asking again (hb_standby)")
+    target.remote.run(HB_STANDBY, timeout=120)
+    wait_placement(cluster, targets, moved,
+                   max(first, move_deadline(cluster) - (time.monotonic() - start)), what)
+
+
 def two_nodes_only(cluster: Cluster, what: str) -> None:
     """Heartbeat's haresources manager hands resources over between two nodes only."""
     if len(cluster.nodes) > 2:
@@ -63,10 +123,7 @@ def standby(cluster: Cluster, targets: list[Target], node: str,
     start = time.monotonic()
     with Prober(ips) as prober:
         out(f"[{node}] hb_standby: handing over {', '.join(moving)}")
-        target.remote.run(HB_STANDBY, timeout=120)
-        wait_placement(cluster, targets, lambda groups: all(
-            len(groups[g]) == 1 and node not in groups[g] for g in moving),
-            move_deadline(cluster), f"{node} handing over {', '.join(moving)}")
+        hand_over(cluster, targets, target, moving, lambda line: out(f"[{node}] {line}"))
     took = time.monotonic() - start
     out(f"[{node}] standby complete in {took:.1f}s; {prober.summary()}")
     return took

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 from . import apply
 from .converge import config_fault
 from .errors import HbdeployError
-from .handover import HB_STANDBY, HB_TAKEOVER, move_deadline, wait_placement
+from .handover import HB_TAKEOVER, hand_over
 from .plan import HostPlan
 from .remote import RemoteError
 from .rollback import roll_back
@@ -242,11 +242,8 @@ class Rollout:
         # A standby asked while either node's resources are in transition is ignored ("other
         # side is in flux": CI, a moment after a re-exec), so it waits for both to be stable.
         try:
-            self._await_stable_resources(target)
-            target.remote.run(HB_STANDBY, timeout=120)
-            wait_placement(self.cluster, self.targets, lambda held: all(
-                len(held[g]) == 1 and target.node.name not in held[g] for g in groups),
-                move_deadline(self.cluster), f"{target.host} handing over {', '.join(groups)}")
+            hand_over(self.cluster, self.targets, target, groups,
+                      lambda line: self.say(target, line))
         except HbdeployError as exc:
             self.say(target, f"FAILED: {exc}")
             for peer in updated:
@@ -262,19 +259,6 @@ class Rollout:
                 f"back, {target.host} was left unchanged and took its groups back; rollout "
                 "stopped") from None
         self.say(target, "handover complete")
-
-    def _await_stable_resources(self, target: Target) -> None:
-        """Give heartbeat up to 2 x deadtime + 5 s to leave "transition" on every node: a
-        standby asked meanwhile was ignored ("other side is in flux": CI, a moment after a
-        re-exec). Then the standby is asked for anyway (said so): its outcome is checked."""
-        wait = 2 * self.cluster.timings.deadtime.ms / 1000 + 5
-        try:
-            apply.wait_until("resources out of transition", lambda: all(
-                v.resources not in ("transition", "") for v in
-                snapshot(self.cluster, self.targets).nodes if v.heartbeat), wait)
-        except RemoteError:
-            self.say(target, f"heartbeat still reports its resources in transition after "
-                             f"{wait:.0f}s; asking for the standby anyway")
 
     def wait_healthy(self, target: Target, peers: set[str], check_groups: bool = False,
                      booting: bool = False) -> None:

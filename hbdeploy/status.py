@@ -30,7 +30,6 @@ PROBE = r"""
 LC_ALL=C
 if cl_status hbstatus >/dev/null 2>&1; then echo "hb up"; up=yes; else echo "hb down"; up=no; fi
 [ -e __GUARD_STOPPED__ ] && echo "guard stopped"
-[ $up = yes ] && ( echo "resources $(cl_status rscstatus 2>/dev/null || echo unknown)" ) &
 for n in __PEERS__; do
   if [ $up = no ]; then echo "peer $n unknown"; continue; fi
   ( echo "peer $n $(cl_status nodestatus $n 2>/dev/null || echo unknown)" ) &
@@ -53,7 +52,6 @@ class NodeView:
     error: str = ""
     heartbeat: bool = False
     guard_stopped: bool = False  # hbdeploy-guard holds heartbeat stopped (node cut off)
-    resources: str = ""  # cl_status rscstatus: local/foreign/all/none/transition
     peers: dict[str, str] = field(default_factory=dict)  # peer -> active/dead/...
     links: dict[str, str] = field(default_factory=dict)  # "peer/if" -> up/dead
     holds: list[str] = field(default_factory=list)  # groups (by preferred node)
@@ -113,8 +111,6 @@ def parse_view(cluster: Cluster, name: str, host: str, out: str) -> NodeView:
             view.heartbeat = True
         elif parts == ["guard", "stopped"]:
             view.guard_stopped = True
-        elif len(parts) == 2 and parts[0] == "resources":
-            view.resources = parts[1]
         elif len(parts) == 3 and parts[0] == "peer":
             view.peers[parts[1]] = parts[2]
         elif len(parts) == 4 and parts[0] == "link":
