@@ -239,8 +239,6 @@ class Rollout:
         """hb_standby on ``target``; when its groups do not land elsewhere, the updated peers
         are rolled back and ``target`` takes its groups back."""
         self.say(target, f"handing {', '.join(groups)} over to a peer before its restart")
-        # A standby asked while either node's resources are in transition is ignored ("other
-        # side is in flux": CI, a moment after a re-exec), so it waits for both to be stable.
         try:
             hand_over(self.cluster, self.targets, target, groups,
                       lambda line: self.say(target, line))
