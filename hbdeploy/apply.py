@@ -155,40 +155,81 @@ def restart(remote: Remote) -> None:
 REEXEC_LINE = "Configuration validated. Starting heartbeat"
 REEXEC_WAIT = 15  # seconds; the re-exec came about 2 s after the signal in the lab
 
-# A journal position taken just before the signal, so that only what follows it counts.
+UNSTICK_AFTER = 2.5  # seconds after the signal; a re-exec normally follows within 2 s
+
+# A journal position and the time, taken just before the signal, so that only what
+# follows it counts.
 _MARK = ("c=$(journalctl -u heartbeat.service -n 0 --show-cursor -o cat 2>/dev/null | "
          "sed -n 's/^-- cursor: //p'); "
          'if [ -n "$c" ]; then after="--after-cursor=$c"; else after="--since=@$(date +%s)"; fi; '
-         'echo "mark $after"; ')
+         'echo "mark $(date +%s.%N) $after"; ')
+
+# Waits for the re-exec. Before it, heartbeat's master SIGTERMs its core processes (media
+# readers and writers, FIFO reader) and waits for every one to exit; one that never did
+# wedged heartbeat for good (CI: "Core process N exited. 2 remaining", then nothing; its
+# peers declared it dead). Once the master has begun ("killing HB..." in the journal), such
+# a process, older than the signal, is killed (SIGKILL) UNSTICK_AFTER seconds after the
+# signal, and the master goes on to re-exec.
+_AWAIT = r"""
+main=$(systemctl show -p MainPID --value heartbeat.service)
+unstuck=""
+i=0
+while [ $i -lt __TRIES__ ]; do
+  if journalctl -u heartbeat.service __AFTER__ -o cat 2>/dev/null | grep -qF '__LINE__'; then
+    [ -n "$unstuck" ] && echo "unstuck$unstuck"
+    exit 0
+  fi
+  age=$(awk -v s=__SIGNALLED__ -v n="$(date +%s.%N)" 'BEGIN {print int(n - s)}')
+  late=$(awk -v s=__SIGNALLED__ -v n="$(date +%s.%N)" -v u=__UNSTICK__ 'BEGIN {print (n - s >= u)}')
+  if [ "$late" = 1 ] && [ -z "$unstuck" ] && [ "$main" != 0 ] && journalctl \
+      -u heartbeat.service __AFTER__ -o cat 2>/dev/null | grep -q 'killing HB'; then
+    for pid in $(ps -o pid=,etimes=,args= --ppid "$main" | awk -v a="$age"         '$2 > a && $3 == "heartbeat:" && $4 != "master" {print $1}'); do
+      kill -9 "$pid" 2>/dev/null && unstuck="$unstuck $pid"
+    done
+    [ -n "$unstuck" ] || unstuck=" "
+  fi
+  sleep 0.2
+  i=$((i + 1))
+done
+echo "heartbeat did not re-execute itself within __WAIT__s of the reload signal, so it still runs on the previous ha.cf" >&2
+exit 3
+"""
 
 
 def signal_reload(remote: Remote) -> str:
-    """SIGHUP to the heartbeat systemd supervises; returns the journal mark taken just before
-    (for :func:`await_reexec`). This is what ``heartbeat -r`` sends, but ``-r`` finds the
-    daemon through its PID file; systemd's MainPID is the one it runs. (A CI run once left
-    a node on its old key after ``-r``, its next stop hanging.)"""
+    """SIGHUP to the heartbeat systemd supervises; returns the mark taken just before (for
+    :func:`await_reexec`). This is what ``heartbeat -r`` sends, but ``-r`` finds the daemon
+    through its PID file; systemd's MainPID is the one it runs. (A CI run once left a node
+    on its old key after ``-r``, its next stop hanging.)"""
     _, out, _ = remote.run(
         "systemctl is-active -q heartbeat.service || exit 0; " + _MARK
         + "systemctl kill --kill-whom=main --signal=HUP heartbeat.service", timeout=60)
     return next((line[5:] for line in out.splitlines() if line.startswith("mark ")), "")
 
 
-def await_reexec(remote: Remote, mark: str) -> None:
+def await_reexec(remote: Remote, mark: str) -> str:
     """Return once heartbeat has re-executed itself (or started anew) after the signal
-    marked by ``mark``.
+    marked by ``mark``; the text says what was done to get there ("" when nothing).
 
     heartbeat applies a changed ha.cf by re-executing itself (``-R``, resources kept) about
     two seconds after the SIGHUP; until then it still runs on the old file, and a node
     checked or handed work in between was seen to miss a takeover and to refuse a standby
-    (CI). Raises RemoteError when the re-exec does not come within REEXEC_WAIT seconds."""
+    (CI). A re-exec stuck on a core process is freed (see _AWAIT). Raises RemoteError when
+    the re-exec does not come within REEXEC_WAIT seconds."""
     if not mark:
-        return  # heartbeat was not running: nothing was signalled
-    remote.run(f"i=0; while [ $i -lt {REEXEC_WAIT * 5} ]; do "
-               f"journalctl -u heartbeat.service {shlex.quote(mark)} -o cat 2>/dev/null | "
-               f"grep -qF '{REEXEC_LINE}' && exit 0; sleep 0.2; i=$((i + 1)); done; "
-               f"echo 'heartbeat did not re-execute itself within {REEXEC_WAIT}s of the "
-               "reload signal, so it still runs on the previous ha.cf' >&2; exit 3",
-               timeout=REEXEC_WAIT + 30)
+        return ""  # heartbeat was not running: nothing was signalled
+    signalled, after = mark.split(" ", 1)
+    script = (_AWAIT.replace("__TRIES__", str(REEXEC_WAIT * 5))
+              .replace("__AFTER__", shlex.quote(after)).replace("__LINE__", REEXEC_LINE)
+              .replace("__SIGNALLED__", signalled).replace("__UNSTICK__", str(UNSTICK_AFTER))
+              .replace("__WAIT__", str(REEXEC_WAIT)))
+    _, out, _ = remote.run(script, timeout=REEXEC_WAIT + 30)
+    pids = next((line.split()[1:] for line in out.splitlines() if line.startswith("unstuck")),
+                [])
+    if pids:
+        return (f"heartbeat's re-exec was stuck on core process(es) {', '.join(pids)} that "
+                "ignored its SIGTERM: killed them (SIGKILL), and it re-executed")
+    return ""
 
 
 def reload(remote: Remote, reexec: bool) -> None:
@@ -196,7 +237,7 @@ def reload(remote: Remote, reexec: bool) -> None:
     signal; a changed ha.cf (``reexec``) makes heartbeat re-execute itself, awaited here."""
     mark = signal_reload(remote)
     if reexec:
-        await_reexec(remote, mark)
+        await_reexec(remote, mark)  # what it did is said by the rollout, not here
 
 
 def journal(remote: Remote, lines: int = 15) -> str:

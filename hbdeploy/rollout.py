@@ -210,7 +210,9 @@ class Rollout:
         """
         try:
             if reexec_mark is not None:
-                apply.await_reexec(target.remote, reexec_mark)
+                freed = apply.await_reexec(target.remote, reexec_mark)
+                if freed:
+                    self.say(target, freed)
             self.wait_healthy(target, peers, check_groups, booting)
         except RemoteError as exc:
             self.results[target.node.name].steps["service"] = "failed"

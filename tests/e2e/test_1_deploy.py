@@ -99,6 +99,26 @@ def test_check_shows_the_diff_and_changes_nothing_then_deploy_applies(
     assert cli(lab, "deploy").returncode == 0  # back to examples/lab.yml
 
 
+def test_a_reexec_stuck_on_a_core_process_is_freed(deployed: Lab, tmp_path: Path) -> None:
+    """heartbeat applies a new ha.cf by re-executing itself once every core process has
+    exited; one that never exited wedged it for good (CI). A frozen core process (SIGSTOP:
+    the master's SIGTERM stays pending) stands in for it: deploy frees it and says so,
+    heartbeat re-executes with the new file and the floating IP stays where it was."""
+    lab = deployed
+    faster = variant(tmp_path, "keepalive: 1", "keepalive: 500ms")
+    frozen = ssh(lab, "haproxy2", "pid=$(pgrep -f '^heartbeat: read:' | head -1); "
+                                  "kill -STOP $pid && echo $pid").stdout.strip()
+    assert frozen.isdigit()
+    result = cli(lab, "deploy", cluster=faster)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert f"stuck on core process(es) {frozen}" in result.stdout, result.stdout
+    assert "keepalive 500ms" in ssh(lab, "haproxy2", "cat /etc/ha.d/ha.cf").stdout
+    assert ssh(lab, "haproxy2", f"kill -0 {frozen}", check=False).returncode != 0
+    assert http_name(FLOATING_IP) == "haproxy1"
+    back = cli(lab, "deploy")  # back to examples/lab.yml
+    assert back.returncode == 0, back.stdout + back.stderr
+
+
 def test_hostname_mismatch_stops_before_any_change(deployed: Lab, tmp_path: Path) -> None:
     lab = deployed
     changed = variant(tmp_path, "warntime: 3", "warntime: 4")
