@@ -232,12 +232,12 @@ def await_reexec(remote: Remote, mark: str) -> str:
     return ""
 
 
-def reload(remote: Remote, reexec: bool) -> None:
+def reload(remote: Remote, reexec: bool) -> str:
     """Make heartbeat re-read its files, keeping its resources: authkeys is re-read on the
-    signal; a changed ha.cf (``reexec``) makes heartbeat re-execute itself, awaited here."""
+    signal; a changed ha.cf (``reexec``) makes heartbeat re-execute itself, awaited here.
+    Returns what :func:`await_reexec` had to do ("" when nothing)."""
     mark = signal_reload(remote)
-    if reexec:
-        await_reexec(remote, mark)  # what it did is said by the rollout, not here
+    return await_reexec(remote, mark) if reexec else ""
 
 
 def journal(remote: Remote, lines: int = 15) -> str:

@@ -25,7 +25,9 @@ def roll_back(run: Deployment) -> None:
                  + {"reload": "; reloading", "restart": "; restarting"}.get(how or "", ""))
         try:
             if how == "reload":
-                apply.reload(target.remote, reexec="ha.cf" in restored)
+                freed = apply.reload(target.remote, reexec="ha.cf" in restored)
+                if freed:
+                    run.say(target, freed)
             elif how == "restart":
                 apply.restart(target.remote)
         except RemoteError as exc:
