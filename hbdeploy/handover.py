@@ -41,6 +41,12 @@ def move_deadline(cluster: Cluster) -> float:
 
 
 QUIET_FOR = 3  # seconds without a line from heartbeat or ipfail in the journal
+
+
+def _window(cluster: Cluster) -> float:
+    """2 x deadtime + 5 s: how long heartbeat gets to quieten down, or to act on a standby
+    request before it is asked again."""
+    return 2 * cluster.timings.deadtime.ms / 1000 + 5
 _QUIET = (f"journalctl -u heartbeat.service --since=-{QUIET_FOR}s -o cat 2>/dev/null | "
           "grep -v -e 'Late heartbeat' -e '^-- ' | grep -q . && exit 1 || exit 0")
 
@@ -50,7 +56,7 @@ def await_quiet(cluster: Cluster, targets: list[Target]) -> bool:
     QUIET_FOR seconds on every target; False when they never were. After a node's
     (re)start, ipfail runs a standby exchange of its own for a few seconds, and heartbeat
     ignored a standby asked meanwhile ("Standby in progress- new request ignored": CI)."""
-    end = time.monotonic() + 2 * cluster.timings.deadtime.ms / 1000 + 5
+    end = time.monotonic() + _window(cluster)
     with ThreadPoolExecutor(max_workers=max(1, len(targets))) as pool:
         while True:
             codes = list(pool.map(lambda t: t.remote.run(_QUIET, check=False)[0], targets))
@@ -72,14 +78,14 @@ def hand_over(cluster: Cluster, targets: list[Target], target: Target, groups: l
     node = target.node.name
     if not await_quiet(cluster, targets):
         note("heartbeat's journal was not quiet for "
-             f"{QUIET_FOR}s within {2 * cluster.timings.deadtime.ms / 1000 + 5:.0f}s; asking "
+             f"{QUIET_FOR}s within {_window(cluster):.0f}s; asking "
              "for the standby anyway")
 
     def moved(held: dict[str, list[str]]) -> bool:
         return all(len(held[g]) == 1 and node not in held[g] for g in groups)
 
     what = f"{node} handing over {', '.join(groups)}"
-    first = 2 * cluster.timings.deadtime.ms / 1000 + 5
+    first = _window(cluster)
     start = time.monotonic()
     target.remote.run(HB_STANDBY, timeout=120)
     try:
