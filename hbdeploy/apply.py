@@ -86,9 +86,14 @@ def apply_firewall(remote: Remote, plan: HostPlan) -> None:
         # Run through the unit, so that it is active: a restart of nftables.service or
         # netfilter-persistent (PartOf) then restarts it and puts the rules back.
         remote.write_file(firewall.UNIT_PATH, firewall.UNIT, 0o644)
-        remote.run("systemctl daemon-reload && systemctl enable -q hbdeploy-firewall.service "
-                   "&& { systemctl restart hbdeploy-firewall.service || { journalctl -u "
-                   "hbdeploy-firewall -n 5 --no-pager -o cat >&2; exit 1; }; }", timeout=120)
+        # Status 219/CGROUP: systemd could not put the new process in the unit's cgroup, so
+        # the script never ran; seen once in the lab (nspawn), gone on the next try.
+        unit = "hbdeploy-firewall.service"
+        remote.run(f"systemctl daemon-reload && systemctl enable -q {unit} && "
+                   f"{{ systemctl restart {unit} || {{ [ \"$(systemctl show -p ExecMainStatus "
+                   f"--value {unit})\" = 219 ] && systemctl restart {unit}; }} || {{ "
+                   f"journalctl -u {unit} -n 5 --no-pager -o cat >&2; exit 1; }}; }}",
+                   timeout=120)
         return
     if plan.facts.fw_unit:
         _remove_unit(remote)

@@ -15,7 +15,9 @@ for a patience of its own before it acts:
   holder but one (the preferred node, when it holds the group): heartbeat's own resource
   scripts release the extra copy, whatever heartbeat believes it holds;
 - auto_failback on and a group away from its active preferred node: ``hb_takeover local``
-  on the preferred node.
+  on the preferred node;
+- a node stuck in a standby exchange its peer dropped (it ignores every standby and
+  failback for an hour): two standby "done" messages from a peer (standby_wedge.py).
 
 Then each holder announces its floating IPs (gratuitous ARP, announce.py) and a peer
 pings each one. Whether a failure is the new configuration's fault (rollback) or not is
@@ -33,6 +35,7 @@ from dataclasses import dataclass, field
 from .announce import announce_holders
 from .handover import HB_TAKEOVER
 from .model import Cluster
+from .standby_wedge import RELEASE, wedges
 from .status import ClusterStatus, NodeView, assess, snapshot
 from .targets import Target
 
@@ -103,6 +106,12 @@ def issues(cluster: Cluster, targets: list[Target], status: ClusterStatus) -> li
                     found.append(Issue(f"hears {view.node} {peer}",
                                        f"{view.node} sees {peer} {state}"))
     whole = not found
+    if whole:
+        for wedge in wedges(cluster, status.nodes):
+            sender = by_node[wedge.sender]
+            found.append(Issue(f"wedge {wedge.stuck}", wedge.text(), patience=2.0,
+                               repair=_run([sender], RELEASE),
+                               repair_text=wedge.repair_text(), actor=sender))
     for group in cluster.groups:
         ips = group.floating_ips()
         if not ips:

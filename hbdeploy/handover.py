@@ -9,6 +9,7 @@ from concurrent.futures import ThreadPoolExecutor
 from .errors import HbdeployError
 from .model import Cluster
 from .probe import Prober
+from .standby_wedge import RELEASE, wedges
 from .status import ClusterStatus, snapshot
 from .targets import Target
 
@@ -92,12 +93,17 @@ def hand_over(cluster: Cluster, targets: list[Target], target: Target, groups: l
         wait_placement(cluster, targets, moved, first, what)
         return
     except HandoverError:
-        held = snapshot(cluster, targets).groups
+        status = snapshot(cluster, targets)
+        held = status.groups
         if not all(held.get(g) == [node] for g in groups):
             # something moved (or failed to start): no second request, wait it out
             wait_placement(cluster, targets, moved,
                            max(1.0, move_deadline(cluster) - (time.monotonic() - start)), what)
             return
+    by_node = {t.node.name: t for t in targets}
+    for wedge in wedges(cluster, status.nodes):
+        note(wedge.repair_text())
+        by_node[wedge.sender].remote.run(RELEASE, check=False, timeout=30)
     note(f"heartbeat did not act on the standby request in {first:.0f}s (the groups stayed "
          f"on {node}); asking again (hb_standby)")
     target.remote.run(HB_STANDBY, timeout=120)

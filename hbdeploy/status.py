@@ -17,6 +17,8 @@ from fabric import Connection
 from .errors import HbdeployError
 from .model import Cluster
 from .remote import Remote
+from .standby_wedge import PROBE as WEDGE_PROBE
+from .standby_wedge import wedges
 from .supervision import GUARD_STOPPED
 from .targets import Target, match_targets
 
@@ -37,9 +39,13 @@ for n in __PEERS__; do
     ( echo "link $n $l $(cl_status hblinkstatus $n $l 2>/dev/null || echo unknown)" ) &
   done
 done
+if [ $up = yes ]; then
+  ( echo "resources $(cl_status rscstatus 2>/dev/null || echo unknown)" ) &
+  ( __WEDGE__ ) &
+fi
 wait
 ip -o -4 addr show | while read -r _ dev _ addr _; do echo "addr ${addr%/*}"; done
-""".replace("__GUARD_STOPPED__", GUARD_STOPPED)
+""".replace("__GUARD_STOPPED__", GUARD_STOPPED).replace("__WEDGE__", WEDGE_PROBE)
 
 
 @dataclass
@@ -57,6 +63,8 @@ class NodeView:
     holds: list[str] = field(default_factory=list)  # groups (by preferred node)
     partial: list[str] = field(default_factory=list)  # groups held with only some IPs
     floating: list[str] = field(default_factory=list)  # the cluster's floating IPs it has
+    resources: str = ""  # cl_status rscstatus: none/local/foreign/all, or transition
+    standby_wait: int = 0  # seconds it has waited on a standby exchange (standby_wedge.py)
 
 
 @dataclass
@@ -115,6 +123,10 @@ def parse_view(cluster: Cluster, name: str, host: str, out: str) -> NodeView:
             view.peers[parts[1]] = parts[2]
         elif len(parts) == 4 and parts[0] == "link":
             view.links[f"{parts[1]}/{parts[2]}"] = parts[3]
+        elif len(parts) == 2 and parts[0] == "resources":
+            view.resources = parts[1]
+        elif len(parts) == 2 and parts[0] == "standby_wait" and parts[1].isdigit():
+            view.standby_wait = int(parts[1])
         elif len(parts) == 2 and parts[0] == "addr":
             addrs.add(parts[1])
     # A node holds a group when it has any of the group's floating IPs (during a rolling
@@ -161,6 +173,7 @@ def assess(cluster: Cluster, views: list[NodeView]) -> ClusterStatus:
                          if state != "active"]
             problems += [f"{v.node}: link {link} is {state}" for link, state in v.links.items()
                          if state != "up"]
+    problems += [f"{w.text()}; `hbdeploy deploy` ends it" for w in wedges(cluster, views)]
     members = [v for v in views if v.reachable and v.heartbeat]
     if len(views) > 1 and len(members) < 2:
         problems.append(f"no spare left: heartbeat runs on {len(members)} of {len(views)} "

@@ -33,6 +33,28 @@ def lab() -> Iterator[Lab]:
     assert not left, f"lab.down left behind: {left}"
 
 
+JOURNAL = ("journalctl -q --no-pager -o short-precise --since -4min "
+           "-u heartbeat -u hbdeploy-guard -t heartbeat -t ipfail -t ResourceManager "
+           "| grep -v 'Pam\\|sshd\\|SIGCHLD\\|Auto failback delayed' | tail -n 150")
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo) -> Iterator[None]:
+    """A failed lab test's report carries each running node's last heartbeat lines: on CI
+    they are the only account of what heartbeat did."""
+    outcome = yield
+    rep = outcome.get_result()
+    lab = getattr(item, "funcargs", {}).get("lab")
+    if not rep.failed or not isinstance(lab, Lab):
+        return
+    for machine in lab.machines():
+        try:
+            text = ssh(lab, machine.name, JOURNAL, check=False, timeout=20).stdout
+        except (subprocess.SubprocessError, OSError) as exc:
+            text = f"(no journal: {exc})"
+        rep.sections.append((f"heartbeat journal {machine.name}", text))
+
+
 def ssh(lab: Lab, node: str, command: str, check: bool = True,
         timeout: float = 120) -> subprocess.CompletedProcess[str]:
     """Run a shell command on a lab node through the lab's ssh_config."""

@@ -101,6 +101,48 @@ def test_standby_and_takeover_round_trip(serving: Lab) -> None:
     assert http_name(FLOATING_IP) == "haproxy1"
 
 
+# A standby request for no resources: haproxy2 agrees and waits for haproxy1's "done",
+# which haproxy1 never sends (its release of nothing fails, or it ignored its own request).
+DROPPED_REQUEST = (". /etc/ha.d/shellfuncs && "
+                   "printf 't=ask_resources\\nrsc_hold=none\\ninfo=me\\n' | ha_clustermsg")
+
+
+def journal_has(lab: Lab, node: str, text: str) -> bool:
+    return ssh(lab, node, f"journalctl -u heartbeat -o cat --since=-60s | grep -qF {text!r}",
+               check=False).returncode == 0
+
+
+def test_a_standby_exchange_dropped_by_a_restart_is_ended(serving: Lab) -> None:
+    """CI (test_4): haproxy1 restarted while haproxy2, holding the group, waited on a standby
+    exchange with it; heartbeat made haproxy2 wait an hour (no failback, every hb_takeover
+    ignored). Rebuilt here: the exchange is dropped, then haproxy1 is killed and comes back
+    within deadtime (as after a split brain), which heartbeat does not cancel it for."""
+    lab = serving
+    result = cli(lab, "standby", "haproxy1", "--cluster", str(LAB_CLUSTER), hosts=None)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert http_name(FLOATING_IP) == "haproxy2"
+    ssh(lab, "haproxy1", DROPPED_REQUEST)
+    poll(lambda: journal_has(lab, "haproxy2", "haproxy1 wants to go standby [none]"), 10)
+    ssh(lab, "haproxy1", "kill -9 $(systemctl show -p MainPID --value heartbeat.service)")
+    poll(lambda: journal_has(lab, "haproxy2", "Heartbeat restart on node haproxy1"), 20)
+    poll(lambda: status(lab)[1]["nodes"][0]["peers"] == {"haproxy2": "active"}, 30)
+    ssh(lab, "haproxy1", "/usr/share/heartbeat/hb_takeover local")
+    poll(lambda: journal_has(lab, "haproxy2", "seconds left]"), 10)  # ignored: it waits
+    assert http_name(FLOATING_IP) == "haproxy2"  # and no failback happened
+    poll(lambda: any("standby exchange its peer dropped" in p
+                     for p in status(lab)[1]["problems"]), 40)
+    with traffic_to(FLOATING_IP) as traffic:
+        result = cli(lab, "deploy")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "ended it with two standby 'done' messages from haproxy1" in result.stdout
+    assert http_name(FLOATING_IP) == "haproxy1"
+    outage = traffic.unanswered(traffic.started)
+    print(f"failback after the wedge was ended: {outage:.2f}s unanswered "
+          f"({traffic.failures} of {len(traffic.answers)} probes)")
+    assert outage < 5 and traffic.servers() == {"haproxy1", "haproxy2"}
+    assert status(lab)[0] == 0
+
+
 def test_status_exit_codes(serving: Lab) -> None:
     lab = serving
     code, report = status(lab)
