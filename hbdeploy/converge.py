@@ -94,6 +94,10 @@ def issues(cluster: Cluster, targets: list[Target], status: ClusterStatus) -> li
             found.append(Issue(f"isolated {view.node}", f"{view.node} is cut off from its "
                                "peers and its references: hbdeploy-guard holds heartbeat "
                                "stopped until its network answers"))
+        elif not view.heartbeat and view.starting:
+            found.append(Issue(f"starting {view.node}", f"heartbeat on {view.node} runs "
+                               f"(systemd: {view.unit}) but does not answer cl_status: "
+                               "starting, or restarting itself"))
         elif not view.heartbeat:
             found.append(Issue(
                 f"down {view.node}", f"heartbeat is not running on {view.node}",

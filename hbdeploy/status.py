@@ -30,7 +30,8 @@ LEVELS = {HEALTHY: "healthy", DEGRADED: "degraded", CRITICAL: "critical"}
 # media interface, which is how heartbeat names them.
 PROBE = r"""
 LC_ALL=C
-if cl_status hbstatus >/dev/null 2>&1; then echo "hb up"; up=yes; else echo "hb down"; up=no; fi
+if cl_status hbstatus >/dev/null 2>&1; then echo "hb up"; up=yes; else echo "hb down"; up=no
+  echo "unit $(systemctl is-active heartbeat.service 2>/dev/null)"; fi
 [ -e __GUARD_STOPPED__ ] && echo "guard stopped"
 for n in __PEERS__; do
   if [ $up = no ]; then echo "peer $n unknown"; continue; fi
@@ -56,7 +57,8 @@ class NodeView:
     host: str
     reachable: bool = False
     error: str = ""
-    heartbeat: bool = False
+    heartbeat: bool = False  # answers cl_status
+    unit: str = ""  # systemd's word on heartbeat.service, asked when heartbeat does not answer
     guard_stopped: bool = False  # hbdeploy-guard holds heartbeat stopped (node cut off)
     peers: dict[str, str] = field(default_factory=dict)  # peer -> active/dead/...
     links: dict[str, str] = field(default_factory=dict)  # "peer/if" -> up/dead
@@ -65,6 +67,13 @@ class NodeView:
     floating: list[str] = field(default_factory=list)  # the cluster's floating IPs it has
     resources: str = ""  # cl_status rscstatus: none/local/foreign/all, or transition
     standby_wait: int = 0  # seconds it has waited on a standby exchange (standby_wedge.py)
+
+
+    @property
+    def starting(self) -> bool:
+        """heartbeat's unit runs but heartbeat does not answer: starting, or in one of its
+        own restarts (after a split brain it sleeps deadtime + 1 s, then starts afresh)."""
+        return self.unit in ("active", "activating", "reloading")
 
 
 @dataclass
@@ -123,6 +132,8 @@ def parse_view(cluster: Cluster, name: str, host: str, out: str) -> NodeView:
             view.peers[parts[1]] = parts[2]
         elif len(parts) == 4 and parts[0] == "link":
             view.links[f"{parts[1]}/{parts[2]}"] = parts[3]
+        elif len(parts) == 2 and parts[0] == "unit":
+            view.unit = parts[1]
         elif len(parts) == 2 and parts[0] == "resources":
             view.resources = parts[1]
         elif len(parts) == 2 and parts[0] == "standby_wait" and parts[1].isdigit():
@@ -163,6 +174,9 @@ def assess(cluster: Cluster, views: list[NodeView]) -> ClusterStatus:
             problems.append(f"{v.node}: cut off from its peers and references; "
                             "hbdeploy-guard holds heartbeat stopped and starts it when the "
                             "network answers (journalctl -u hbdeploy-guard)")
+        elif not v.heartbeat and v.starting:
+            problems.append(f"{v.node}: heartbeat runs (systemd: {v.unit}) but does not "
+                            "answer cl_status: starting, or restarting itself")
         elif not v.heartbeat:
             problems.append(f"{v.node}: heartbeat is not running; fix: `systemctl start "
                             f"heartbeat` on {v.host}, or `hbdeploy deploy` (which starts it)")
