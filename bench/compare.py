@@ -75,7 +75,7 @@ def ansible_setup(work: Path, lab: Lab, cluster_path: Path) -> Path:
         for fname, rendered in render_node(cluster, name).items():
             (files_dir / name / fname).write_text(rendered.content)
         peers = [n.ip for n in cluster.nodes if n.name != name]
-        lines.append(f"{name} peers='{peers}'")
+        lines.append(f"{name} peers={','.join(peers)}")
     lines += ["", "[cluster:vars]", f"files_dir={files_dir}",
               f"udpport={cluster.udpport}"]
     inventory = work / "inventory.ini"
