@@ -68,7 +68,6 @@ class NodeView:
     resources: str = ""  # cl_status rscstatus: none/local/foreign/all, or transition
     standby_wait: int = 0  # seconds it has waited on a standby exchange (standby_wedge.py)
 
-
     @property
     def starting(self) -> bool:
         """heartbeat's unit runs but heartbeat does not answer: starting, or in one of its
