@@ -54,10 +54,16 @@ END { if (since > 0) printf "standby_wait %d\n", now - since }'""".replace(
     "__ENDED__", "|".join(ENDED)).replace("__TIMEOUT__", str(REQUEST_TIMEOUT)).replace(
     "__HOUR__", str(EXCHANGE_TIMEOUT))
 
-# Two "done" standby messages, sent through heartbeat's FIFO as hb_standby sends its own.
+# Two "done" standby messages, sent through heartbeat's FIFO as hb_standby sends its own;
+# then the sender announces its resources as stable, as heartbeat does at the end of an
+# exchange (and its mach_down script does through the same FIFO): the stuck node cleared
+# its "other side is stable" when it agreed, and a sender that was in no exchange would
+# never announce again (seen in CI: every later request "ignored.  Other side is in flux").
 RELEASE = (". /etc/ha.d/shellfuncs && for i in 1 2; do "
            "printf 't=ask_resources\\nrsc_hold=none\\ninfo=done\\n' | ha_clustermsg; "
-           "sleep 0.5; done")
+           "sleep 0.5; done; held=$(cl_status rscstatus 2>/dev/null); case $held in "
+           "none|local|foreign|all) printf 't=resource\\nrsc_hold=%s\\nrtype=full\\n"
+           "isstable=1\\n' \"$held\" | ha_clustermsg ;; esac")
 
 
 def patience(cluster: Cluster) -> float:
@@ -81,7 +87,7 @@ class Wedge:
 
     def repair_text(self) -> str:
         return (f"{self.text()}: ended it with two standby 'done' messages from "
-                f"{self.sender} (ha_clustermsg)")
+                f"{self.sender}, which then announced its resources (ha_clustermsg)")
 
 
 def wedges(cluster: Cluster, views: list[NodeView]) -> list[Wedge]:
