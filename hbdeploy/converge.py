@@ -15,7 +15,8 @@ for a patience of its own before it acts:
   holder but one (the preferred node, when it holds the group): heartbeat's own resource
   scripts release the extra copy, whatever heartbeat believes it holds;
 - auto_failback on and a group away from its active preferred node: ``hb_takeover local``
-  on the preferred node;
+  on the preferred node (after 2 x deadtime; 6 x while a node reports its resources in
+  transition, as heartbeat's own failback may be under way);
 - a node stuck in a standby exchange its peer dropped (it ignores every standby and
   failback for an hour): two standby "done" messages from a peer (standby_wedge.py).
 
@@ -147,9 +148,15 @@ def issues(cluster: Cluster, targets: list[Target], status: ClusterStatus) -> li
                 actor=extra[0]))
         elif (cluster.auto_failback == "on" and preferred is not None
               and holders != [group.node]):
+            # While a node reports its resources in transition, heartbeat's own failback
+            # exchange may be under way: a takeover request crossing it can leave a node
+            # waiting an hour on the other (standby_wedge.py). Wait longer then.
+            busy = any(v.resources == "transition" for v in status.nodes)
             found.append(Issue(
-                f"away {group.node}", f"group {group.node} is on {holders[0]}, not on its "
-                "preferred node (auto_failback on)", patience=2 * deadtime,
+                f"away {group.node}{' busy' if busy else ''}", f"group {group.node} is on "
+                f"{holders[0]}, not on its preferred node (auto_failback on)"
+                f"{'; a node reports its resources in transition' if busy else ''}",
+                patience=(6 if busy else 2) * deadtime,
                 repair=_run([preferred], f"{HB_TAKEOVER} local"),
                 repair_text=f"group {group.node} stayed on {holders[0]} with auto_failback "
                             f"on: hb_takeover local on {group.node}", actor=preferred))

@@ -254,6 +254,12 @@ def test_converge_repairs_each_state_a_heal_can_leave() -> None:
     (away,), remotes = converge_issues(c, [view("n1"), view("n2", ["n1"])])
     away.repair()  # type: ignore[misc]
     assert remotes["n1"].commands == ["/usr/share/heartbeat/hb_takeover local"]
+    deadtime = c.timings.deadtime.ms / 1000
+    assert away.patience == 2 * deadtime
+    busy = view("n2", ["n1"])
+    busy.resources = "transition"  # heartbeat's own failback may be under way
+    (waits,), _ = converge_issues(c, [view("n1"), busy])
+    assert waits.key == "away n1 busy" and waits.patience == 6 * deadtime
     off = cluster(auto_failback=False)
     assert converge_issues(off, [view("n1"), view("n2", ["n1"])])[0] == []
     cut = view("n2", heartbeat=False)
