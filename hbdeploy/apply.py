@@ -23,12 +23,16 @@ if [ ! -e /usr/sbin/policy-rc.d ]; then
   printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d; chmod 755 /usr/sbin/policy-rc.d; own_policy=yes
 fi
 trap '[ "$own_policy" = yes ] && rm -f /usr/sbin/policy-rc.d' EXIT
-if ! apt-get install -y -q -o Dpkg::Options::=--force-confold heartbeat; then
+# Without its Recommends: they bring pacemaker, corosync, fence-agents and ~90 other packages
+# that heartbeat's own resource manager (crm off) never uses (55 packages instead of 142).
+# net-tools is not a dependency, but heartbeat's IPaddr resource needs ifconfig and route.
+install="apt-get install -y -q --no-install-recommends -o Dpkg::Options::=--force-confold heartbeat net-tools"
+if ! $install; then
   apt-get update -q
-  apt-get install -y -q -o Dpkg::Options::=--force-confold heartbeat
+  $install
 fi
-# heartbeat pulls in pacemaker and corosync; with crm off they are not used, so when they
-# came with heartbeat they are disabled (they were not there before).
+# Should pacemaker and corosync have come along anyway (an apt configuration that installs
+# Recommends regardless), they are not used with crm off: disabled when they came now.
 if [ "$had_pacemaker" = no ]; then
   systemctl disable --now pacemaker.service corosync.service >/dev/null 2>&1 || true
   echo "disabled pacemaker and corosync (installed as heartbeat dependencies, unused with crm off)"
@@ -42,7 +46,8 @@ if command -v dnf >/dev/null 2>&1; then dnf install -y heartbeat; else yum insta
 
 
 def install(remote: Remote, plan: HostPlan) -> str:
-    """Install heartbeat (apt, or dnf/yum on the RHEL family)."""
+    """Install heartbeat (apt, with net-tools for its IPaddr; or dnf/yum on the RHEL
+    family)."""
     script = APT_INSTALL if os_family(plan.facts) == "apt" else RPM_INSTALL
     _, out, _ = remote.run(script, timeout=900)
     return out
@@ -63,16 +68,18 @@ def push(remote: Remote, plan: HostPlan, stamp: str, names: list[str]) -> None:
         remote.write_file(rendered.remote_path, rendered.content, rendered.mode)
 
 
-def restore(remote: Remote, names: list[str], stamp: str) -> list[str]:
-    """Put back the files backed up under ``stamp``; a file that did not exist is removed."""
-    restored = []
+def restore(remote: Remote, names: list[str], stamp: str) -> tuple[list[str], list[str]]:
+    """Put back the files backed up under ``stamp``; a file that did not exist is removed.
+    Returns (restored, removed)."""
+    restored, removed = [], []
     for name in names:
         backup = f"{BACKUP_DIR}/{name}.{stamp}"
-        remote.run(f"if [ -f {backup} ]; then cp -p {backup} /etc/ha.d/.{name}.restore && "
-                   f"mv -f /etc/ha.d/.{name}.restore /etc/ha.d/{name}; "
-                   f"else rm -f /etc/ha.d/{name}; fi")
-        restored.append(name)
-    return restored
+        _, out, _ = remote.run(
+            f"if [ -f {backup} ]; then cp -p {backup} /etc/ha.d/.{name}.restore && "
+            f"mv -f /etc/ha.d/.{name}.restore /etc/ha.d/{name}; "
+            f"else rm -f /etc/ha.d/{name} && echo removed; fi")
+        (removed if out.strip() == "removed" else restored).append(name)
+    return restored, removed
 
 
 def apply_firewall(remote: Remote, plan: HostPlan) -> None:

@@ -142,7 +142,7 @@ class Deployment:
         for target in self.targets:
             plan = plans[target.node.name]
             if plan.install:
-                self.say(target, "would install heartbeat")
+                self.say(target, f"would install {plan.packages}")
             for rendered in [*(plan.files[n] for n in plan.changed_files),
                              *(plan.supervision[n] for n in plan.changed_supervision)]:
                 self.show_diff(target, rendered)
@@ -187,7 +187,7 @@ class Deployment:
             step = "install"
             try:
                 if plan.install:
-                    self.say(target, "installing heartbeat")
+                    self.say(target, f"installing {plan.packages}")
                     note = apply.install(target.remote, plan)
                     result.steps["install"] = "changed"
                     for line in note.splitlines():
@@ -309,7 +309,8 @@ def _deploy(run: Deployment, recap: Recap, check: bool,
                 roll_back(run)
                 recap.messages.append("the new configuration did not come up (the journal "
                                       "lines above): previous files restored on every host "
-                                      "written to")
+                                      "written to (on a host that had none, the new ones "
+                                      "removed and heartbeat stopped)")
             else:
                 recap.messages.append("heartbeat accepted the new configuration and nothing "
                                       "in its journal blames it, so it was kept (no "

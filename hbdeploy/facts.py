@@ -35,6 +35,7 @@ elif command -v rpm >/dev/null 2>&1; then
   if command -v dnf >/dev/null 2>&1; then p pkg_tool dnf; else p pkg_tool yum; fi
   p pkg_version "$(rpm -q --qf '%{VERSION}-%{RELEASE}' heartbeat 2>/dev/null | grep -v 'not installed')"
 else p pkg_tool none; fi
+command -v ifconfig >/dev/null 2>&1 && p net_tools yes  # heartbeat's IPaddr needs ifconfig
 for f in ha.cf haresources authkeys; do
   if [ -f /etc/ha.d/$f ]; then p "sha_$f" "$(sha256sum /etc/ha.d/$f | cut -d' ' -f1)"; p "mode_$f" "$(stat -c '%a %U' /etc/ha.d/$f)"; fi
 done
@@ -114,6 +115,7 @@ class HostFacts:
     init: str = ""
     pkg_tool: str = ""
     pkg_version: str = ""
+    net_tools: str = ""  # "yes" when ifconfig is there (heartbeat's IPaddr needs it)
     checksums: dict[str, str] = field(default_factory=dict)
     modes: dict[str, str] = field(default_factory=dict)
     hb_active: str = ""

@@ -82,8 +82,15 @@ class HostPlan:
     def reload_only(self) -> bool:
         """Heartbeat re-reads ha.cf and authkeys on SIGHUP (``heartbeat -r``) and keeps its
         resources; haresources, a stopped heartbeat or a new install need a restart."""
-        return (self.facts.running and bool(self.changed_files) and not self.install
+        return (self.facts.running and self.facts.installed and bool(self.changed_files)
                 and set(self.changed_files) <= {"ha.cf", "authkeys"})
+
+    @property
+    def packages(self) -> str:
+        """What the install step installs, for the run's messages."""
+        if self.facts.installed:
+            return "net-tools (heartbeat's IPaddr resource needs ifconfig)"
+        return "heartbeat and net-tools" if os_family(self.facts) == "apt" else "heartbeat"
 
     @property
     def heartbeat_path(self) -> str:
@@ -137,7 +144,9 @@ def plan_host(host: str, node: Node, facts: HostFacts, cluster: Cluster) -> Host
     ipfail = RHEL_IPFAIL if os_family(facts) == "rpm" else DEBIAN_IPFAIL
     files = render_node(cluster, node.name, ipfail_path=ipfail)
     plan = HostPlan(host, node, facts, files, floating_ips=cluster.floating_ips())
-    plan.install = not facts.installed
+    # Debian's heartbeat does not depend on net-tools, but its IPaddr resource needs
+    # ifconfig and route (it came with heartbeat's Recommends, which hbdeploy leaves out).
+    plan.install = not facts.installed or (os_family(facts) == "apt" and not facts.net_tools)
     for name, rendered in files.items():
         wanted_mode = f"{rendered.mode:o} root"
         if (facts.checksums.get(name) != sha256(rendered.content)

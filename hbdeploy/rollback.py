@@ -19,8 +19,16 @@ def roll_back(run: Deployment) -> None:
         name = target.node.name
         if not run.pushed[name]:
             continue
-        restored = apply.restore(target.remote, run.pushed[name], run.stamp)
+        restored, removed = apply.restore(target.remote, run.pushed[name], run.stamp)
         how = run.applied.get(name)
+        if removed:  # a node that had no configuration before this run: nothing to run
+            run.say(target, f"removed the new {', '.join(removed)} (there was none before)"
+                    + (f", restored the previous {', '.join(restored)}" if restored else "")
+                    + ("; stopping heartbeat" if how else ""))
+            if how:
+                target.remote.run("systemctl stop heartbeat.service", check=False,
+                                  timeout=120)
+            continue
         run.say(target, f"restored the previous {', '.join(restored)}"
                  + {"reload": "; reloading", "restart": "; restarting"}.get(how or "", ""))
         try:

@@ -20,7 +20,8 @@ def cluster(**over: object):
 
 PROBE_OUTPUT = "\n".join([
     "uname\tn1", "os_id\tdebian", "os_like\t", "os_version\t12", "init\tsystemd",
-    "pkg_tool\tapt", "pkg_version\t1:3.0.6-13+b2", "sha_ha.cf\tabc", "mode_ha.cf\t644 root",
+    "pkg_tool\tapt", "pkg_version\t1:3.0.6-13+b2", "net_tools\tyes", "sha_ha.cf\tabc",
+    "mode_ha.cf\t644 root",
     "hb_active\tactive", "hb_enabled\tenabled", "hb_pid\t321", "addr\teth0 10.9.0.1",
     "addr\teth0 10.9.0.100", "link\tlo", "link\teth0", "fw_tool\tiptables",
     "fw_tool\tiptables-restore", "fw_tool\tnft", "fw_backend\tiptables", "fw_check\tok",
@@ -81,6 +82,9 @@ def test_plan_up_to_date_host_changes_nothing() -> None:
     facts.guard_active = "failed"  # a guard that died is started again, nothing else
     plan = plan_host("h", node, facts, c)
     assert plan.start_guard and not plan.changed_supervision and not plan.restart
+    facts.net_tools = ""  # heartbeat's IPaddr needs ifconfig: net-tools installed, no restart
+    plan = plan_host("h", node, facts, c)
+    assert plan.install and not plan.restart and plan.packages.startswith("net-tools")
 
 
 def test_plan_reload_only_for_hacf_and_authkeys_and_defer_haresources_on_holder() -> None:
@@ -92,6 +96,9 @@ def test_plan_reload_only_for_hacf_and_authkeys_and_defer_haresources_on_holder(
     facts.modes = {n: f"{f.mode:o} root" for n, f in files.items()}
     plan = plan_host("h", node, facts, c)
     assert sorted(plan.changed_files) == ["authkeys", "ha.cf"] and plan.reload_only
+    facts.net_tools = ""
+    assert plan_host("h", node, facts, c).reload_only  # installing net-tools keeps it
+    facts.net_tools = "yes"
     facts.checksums = {}  # all three files change, the password too
     plan = plan_host("h", node, facts, c)
     # n1 holds 10.9.0.100: haresources waits for its release; ha.cf waits for the restart

@@ -34,11 +34,40 @@ def variant(tmp_path: Path, old: str, new: str) -> Path:
     return path
 
 
-@pytest.fixture(scope="module")
-def deployed(lab: Lab) -> Lab:
-    """haproxy1 and haproxy2 deployed from bare nodes with examples/lab.yml."""
+FAILING_RESOURCE = ("mkdir -p /etc/ha.d/resource.d && printf '#!/bin/sh\\ncase \"$1\" in "
+                    "start) exit 1 ;; status) echo stopped ;; esac\\nexit 0\\n' "
+                    "> /etc/ha.d/resource.d/hbdeploy-failing && "
+                    "chmod 755 /etc/ha.d/resource.d/hbdeploy-failing")
+
+
+def test_a_first_deploy_that_does_not_come_up_leaves_no_configuration(
+        lab: Lab, tmp_path: Path) -> None:
+    """Bare nodes, a resource that never starts: nothing to restore, so the new files go
+    and heartbeat is stopped (it cannot run without them). Runs first: the nodes are bare."""
     for node in NODES:
         assert ssh(lab, node, "dpkg -s heartbeat", check=False).returncode != 0
+        ssh(lab, node, FAILING_RESOURCE)
+    broken = variant(tmp_path, "haproxy1: IPaddr::10.213.0.100/24/eth0",
+                     "haproxy1: [IPaddr::10.213.0.100/24/eth0, hbdeploy-failing]")
+    result = cli(lab, "deploy", cluster=broken)
+    assert result.returncode != 0 and "Traceback" not in result.stderr
+    assert "journal: ERROR: Return code 1 from /etc/ha.d//resource.d/hbdeploy-failing" \
+        in result.stdout, result.stdout
+    for node in NODES:
+        assert f"[{node}] removed the new ha.cf, haresources, authkeys (there was none " \
+               "before); stopping heartbeat" in result.stdout
+        assert ssh(lab, node, "ls /etc/ha.d/ha.cf /etc/ha.d/haresources /etc/ha.d/authkeys",
+                   check=False).returncode != 0
+        assert ssh(lab, node, "systemctl is-active heartbeat",
+                   check=False).stdout.strip() != "active"
+        assert ssh(lab, node, "command -v ifconfig", check=False).returncode == 0
+        ssh(lab, node, "rm -f /etc/ha.d/resource.d/hbdeploy-failing")
+
+
+@pytest.fixture(scope="module")
+def deployed(lab: Lab) -> Lab:
+    """haproxy1 and haproxy2 deployed with examples/lab.yml (heartbeat installed, not
+    configured: see the test above)."""
     result = cli(lab, "deploy")
     assert result.returncode == 0, result.stdout + result.stderr
     assert "lab-only-not-a-secret" not in result.stdout + result.stderr

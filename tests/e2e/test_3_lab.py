@@ -69,7 +69,8 @@ def test_nodes_have_no_route_off_the_bridge(lab: Lab) -> None:
 def test_heartbeat_installs_offline(lab: Lab) -> None:
     node = lab.machines()[-1].name
     assert ssh(lab, node, "dpkg -s heartbeat", check=False).returncode != 0, "not preinstalled"
-    result = ssh(lab, node, "DEBIAN_FRONTEND=noninteractive apt-get install -y -q heartbeat",
+    result = ssh(lab, node, "DEBIAN_FRONTEND=noninteractive apt-get install -y -q "
+                 "--no-install-recommends heartbeat",
                  check=False, timeout=300)
     assert result.returncode == 0, result.stdout[-500:] + result.stderr[-500:]
     version = ssh(lab, node, "dpkg-query -W -f '${Version}' heartbeat").stdout
