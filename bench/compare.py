@@ -151,3 +151,28 @@ def compare(figures: Figures, lab: Lab, work: Path, nodes: int, reps: int, cold_
         figures.add(f"no-change {nodes} nodes, ansible", awall)
         say(f"no-change {nodes} nodes {i + 1}/{reps}: hbdeploy {wall:.2f}s, "
             f"ansible {awall:.2f}s")
+
+
+def no_change_at_scale(figures: Figures, lab: Lab, work: Path, nodes: int,
+                       say: Callable[[str], None]) -> None:
+    """A lab of ``nodes`` real nodes, one cold deploy, then 3 no-change deploys: their wall
+    time and hbdeploy's peak memory (max RSS)."""
+    hb = str(Path(sys.executable).parent / "hbdeploy")
+    path = cluster_file(work, nodes)
+    hosts = ",".join(f"haproxy{i}" for i in range(1, nodes + 1))
+    argv = [hb, "-S", str(lab.ssh_config_path), "-H", hosts, "deploy", "--cluster", str(path)]
+    lab.down()
+    lab.up(nodes=nodes)
+    wall, out, rss = timed(argv)
+    figures.add(f"cold {nodes} nodes, hbdeploy", wall)
+    figures.add(f"peak memory cold {nodes} nodes, hbdeploy (MiB)", rss)
+    say(f"cold {nodes} nodes: {wall:.2f}s, {rss:.1f} MiB")
+    for i in range(3):
+        wall, out, rss = timed(argv)
+        if "unchanged: nothing to do" not in out:
+            raise RuntimeError(f"hbdeploy's no-change run changed something:\n{out}")
+        figures.add(f"no-change {nodes} nodes, hbdeploy", wall)
+        figures.add(f"peak memory {nodes} nodes, hbdeploy (MiB)", rss)
+        for count in remote_commands(out):
+            figures.add(f"remote commands per host, no-change {nodes} nodes", count)
+        say(f"no-change {nodes} nodes {i + 1}/3: {wall:.2f}s, {rss:.1f} MiB")

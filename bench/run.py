@@ -3,7 +3,8 @@ against an Ansible playbook doing the same work (bench/compare.py, bench/ansible
 
     .venv/bin/python bench/run.py              # everything; brings the lab up (root)
     .venv/bin/python bench/run.py --offline    # validation + rendering only
-    .venv/bin/python bench/run.py --reps 10 --cold-reps 2 --nodes 2 4
+    .venv/bin/python bench/run.py --reps 10 --cold-reps 2 --nodes 2 4 --ops-reps 5 \
+        --failover-reps 5 --memory-nodes 16
 
 Writes bench/results.md and bench/results.json (machine, date, median and min-max of every
 figure, ratios). Partitions and crashes have their own, longer bench: bench/partitions.py.
@@ -21,7 +22,8 @@ import time
 import tracemalloc
 from pathlib import Path
 
-from compare import Figures, compare
+from compare import Figures, compare, no_change_at_scale
+from operations import measure_operations
 
 from hbdeploy import validate
 from hbdeploy.render import render_node
@@ -46,6 +48,19 @@ def bench_render(n: int, rounds: int = 20) -> tuple[float, float]:
     peak = tracemalloc.get_traced_memory()[1] / 2**20
     tracemalloc.stop()
     return elapsed * 1000, peak
+
+
+def failovers(figures: Figures, profile: str, reps: int, say) -> None:
+    """Cuts of the holder with bench/partitions.py's cycle (HTTP probe every 50 ms)."""
+    from partitions import PROFILES, run_profile
+
+    name = PROFILES[profile].name
+    result = run_profile(profile, reps, supervised=True, kills=False)
+    for cycle in result["cycles"]:
+        if cycle["failover"] is not None:
+            figures.add(f"failover after a cut of the holder, {name} (s)", cycle["failover"])
+        figures.add(f"unanswered after the heal, {name} (s)", cycle["unanswered_repair"])
+    say(f"failover {name}: {len(result['cycles'])} cuts")
 
 
 def write_results(figures: Figures, args: argparse.Namespace) -> None:
@@ -83,6 +98,13 @@ if __name__ == "__main__":
     parser.add_argument("--reps", type=int, default=10, help="no-change runs per tool")
     parser.add_argument("--cold-reps", type=int, default=2, help="cold deploys per tool")
     parser.add_argument("--nodes", type=int, nargs="+", default=[2, 4])
+    parser.add_argument("--ops-reps", type=int, default=5,
+                        help="standby/takeover and rolling updates (bench/operations.py)")
+    parser.add_argument("--failover-reps", type=int, default=5,
+                        help="cuts of the holder per profile (bench/partitions.py)")
+    parser.add_argument("--memory-nodes", type=int, default=16,
+                        help="a lab of this many nodes for the peak memory of a no-change "
+                             "deploy (0: skip)")
     args = parser.parse_args()
     figures = Figures()
     started = time.monotonic()
@@ -103,6 +125,12 @@ if __name__ == "__main__":
             try:
                 for nodes in args.nodes:
                     compare(figures, lab, Path(tmp), nodes, args.reps, args.cold_reps, say)
+                if args.memory_nodes:
+                    no_change_at_scale(figures, lab, Path(tmp), args.memory_nodes, say)
+                if args.ops_reps:
+                    measure_operations(figures, lab, Path(tmp), args.ops_reps, say)
+                for profile in ("lab", "fast") if args.failover_reps else ():
+                    failovers(figures, profile, args.failover_reps, say)
             finally:
                 lab.down()
     write_results(figures, args)

@@ -18,7 +18,7 @@ from .network import Addressing
 from .sh import LabError, Report, check_requirements, poll, run
 
 DEFAULT_SUBNET = "10.213.0.0/24"
-MAX_NODES = 9
+MAX_NODES = 16
 STATE_DIR = Path(os.environ.get("HBDEPLOY_LAB_DIR", "/var/lib/hbdeploy/lab"))
 CACHE_DIR = Path(os.environ.get("HBDEPLOY_LAB_CACHE", "/var/cache/hbdeploy/lab"))
 
