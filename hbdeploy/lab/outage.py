@@ -104,6 +104,11 @@ class HttpProbe:
     def last_failure(self) -> float | None:
         return max((sent for sent, answer in self.answers if answer is None), default=None)
 
+    def failed_at(self) -> list[float]:
+        """Seconds after the start at which each unanswered probe was sent (for reports)."""
+        return [round(sent - self.started, 2) for sent, answer in self.answers
+                if answer is None]
+
 
 @dataclass
 class HolderWatch:
