@@ -35,6 +35,7 @@ class Figures:
     """Seconds (or MiB, or counts) per figure name, every repetition kept."""
 
     values: dict[str, list[float]] = field(default_factory=dict)
+    failed: dict[str, str] = field(default_factory=dict)  # section -> why it failed
 
     def add(self, name: str, value: float) -> None:
         self.values.setdefault(name, []).append(value)

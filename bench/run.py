@@ -70,7 +70,8 @@ def write_results(figures: Figures, args: argparse.Namespace) -> None:
                f"{platform.platform()}")
     date = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     (ROOT / "bench" / "results.json").write_text(json.dumps(
-        {"machine": machine, "date": date, "args": vars(args), "figures": figures.values},
+        {"machine": machine, "date": date, "args": vars(args), "figures": figures.values,
+         "failed": figures.failed},
         indent=2) + "\n")
     rows = ["| figure | median | min-max | runs |", "|---|---|---|---|"]
     for name in figures.values:
@@ -89,6 +90,9 @@ def write_results(figures: Figures, args: argparse.Namespace) -> None:
     if ratios:
         text += ["", "| ansible-playbook time / hbdeploy time (medians) | ratio |",
                  "|---|---|", *ratios]
+    if figures.failed:
+        text += ["", "Not measured (the section failed):", "",
+                 *(f"- {name}: {why}" for name, why in figures.failed.items())]
     (ROOT / "bench" / "results.md").write_text("\n".join(text) + "\n")
 
 
@@ -125,12 +129,22 @@ if __name__ == "__main__":
             try:
                 for nodes in args.nodes:
                     compare(figures, lab, Path(tmp), nodes, args.reps, args.cold_reps, say)
-                if args.memory_nodes:
-                    no_change_at_scale(figures, lab, Path(tmp), args.memory_nodes, say)
+                sections = []
                 if args.ops_reps:
-                    measure_operations(figures, lab, Path(tmp), args.ops_reps, say)
+                    sections.append(("operations", lambda: measure_operations(
+                        figures, lab, Path(tmp), args.ops_reps, say)))
                 for profile in ("lab", "fast") if args.failover_reps else ():
-                    failovers(figures, profile, args.failover_reps, say)
+                    sections.append((f"failover {profile}", lambda p=profile: failovers(
+                        figures, p, args.failover_reps, say)))
+                if args.memory_nodes:
+                    sections.append((f"{args.memory_nodes} nodes", lambda: no_change_at_scale(
+                        figures, lab, Path(tmp), args.memory_nodes, say)))
+                for name, section in sections:  # one that fails is reported, not fatal
+                    try:
+                        section()
+                    except Exception as exc:
+                        figures.failed[name] = str(exc).splitlines()[0][:300]
+                        say(f"{name}: FAILED: {exc}")
             finally:
                 lab.down()
     write_results(figures, args)
