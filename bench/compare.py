@@ -139,13 +139,7 @@ def compare(figures: Figures, lab: Lab, work: Path, nodes: int, reps: int, cold_
     timed(hb_argv)
     timed(pb_argv, env)
     for i in range(reps):
-        wall, out, rss = timed(hb_argv)
-        if "unchanged: nothing to do" not in out:
-            raise RuntimeError(f"hbdeploy's no-change run changed something:\n{out}")
-        figures.add(f"no-change {nodes} nodes, hbdeploy", wall)
-        figures.add(f"peak memory {nodes} nodes, hbdeploy (MiB)", rss)
-        for count in remote_commands(out):
-            figures.add(f"remote commands per host, no-change {nodes} nodes", count)
+        wall, _ = hbdeploy_no_change(figures, hb_argv, nodes)
         awall, aout, _ = timed(pb_argv, env)
         if re.search(r"changed=[1-9]", aout) or "changed=0" not in aout:
             raise RuntimeError(f"ansible's no-change run changed something:\n{aout}")
@@ -164,16 +158,23 @@ def no_change_at_scale(figures: Figures, lab: Lab, work: Path, nodes: int,
     argv = [hb, "-S", str(lab.ssh_config_path), "-H", hosts, "deploy", "--cluster", str(path)]
     lab.down()
     lab.up(nodes=nodes)
-    wall, out, rss = timed(argv)
+    wall, _, rss = timed(argv)
     figures.add(f"cold {nodes} nodes, hbdeploy", wall)
     figures.add(f"peak memory cold {nodes} nodes, hbdeploy (MiB)", rss)
     say(f"cold {nodes} nodes: {wall:.2f}s, {rss:.1f} MiB")
     for i in range(3):
-        wall, out, rss = timed(argv)
-        if "unchanged: nothing to do" not in out:
-            raise RuntimeError(f"hbdeploy's no-change run changed something:\n{out}")
-        figures.add(f"no-change {nodes} nodes, hbdeploy", wall)
-        figures.add(f"peak memory {nodes} nodes, hbdeploy (MiB)", rss)
-        for count in remote_commands(out):
-            figures.add(f"remote commands per host, no-change {nodes} nodes", count)
+        wall, rss = hbdeploy_no_change(figures, argv, nodes)
         say(f"no-change {nodes} nodes {i + 1}/3: {wall:.2f}s, {rss:.1f} MiB")
+
+
+def hbdeploy_no_change(figures: Figures, argv: list[str], nodes: int) -> tuple[float, float]:
+    """One no-change hbdeploy run (an error if it changed anything): its wall time, peak
+    memory and remote commands per host go to ``figures``; returns (wall, MiB)."""
+    wall, out, rss = timed(argv)
+    if "unchanged: nothing to do" not in out:
+        raise RuntimeError(f"hbdeploy's no-change run changed something:\n{out}")
+    figures.add(f"no-change {nodes} nodes, hbdeploy", wall)
+    figures.add(f"peak memory {nodes} nodes, hbdeploy (MiB)", rss)
+    for count in remote_commands(out):
+        figures.add(f"remote commands per host, no-change {nodes} nodes", count)
+    return wall, rss
