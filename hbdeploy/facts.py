@@ -25,7 +25,6 @@ MANAGED_DIR = "/etc/ha.d"
 PROBE = (r"""
 LC_ALL=C; export LC_ALL
 p() { printf '%s\t%s\n' "$1" "$2"; }
-__STATUS__
 p uname "$(uname -n)"
 if [ -r /etc/os-release ]; then . /etc/os-release; p os_id "$ID"; p os_like "$ID_LIKE"; p os_version "$VERSION_ID"; fi
 if [ -d /run/systemd/system ]; then p init systemd; else p init other; fi
@@ -59,8 +58,8 @@ if [ -f __SCRIPT__ ]; then
   if sh __SCRIPT__ check >/dev/null 2>&1; then p fw_check ok; else p fw_check differs; fi
 fi
 __SUPERVISION__
+__STATUS__
 __FLOATING__
-[ -n "$status_pid" ] && wait "$status_pid"
 true
 """.replace("__SUPERVISION__", supervision.PROBE).replace("__UNIT__", firewall.UNIT_PATH).replace("__SCRIPT__", firewall.SCRIPT_PATH)
     .replace("__MARK__", firewall.BACKEND_MARK))
@@ -70,7 +69,7 @@ true
 # detached so that the command returns at once), pinged where it is not and heartbeat runs.
 FLOATING = r"""
 pings=""
-systemctl is-active --quiet heartbeat.service && running=yes || running=no
+cl_status hbstatus >/dev/null 2>&1 && running=yes || running=no
 for ip in __IPS__; do
   if ip -o -4 addr show | awk -v ip="$ip" '{ split($4, a, "/") } a[1] == ip { f = 1 } END { exit !f }'; then
     if [ __ANNOUNCE__ = yes ]; then
@@ -97,9 +96,8 @@ def probe(cluster: Cluster | None = None, node: str = "", announce: bool = False
     # Linux (neighbour locktime) ignores an update of an entry it has just learned.
     arp = (announce_script.SCRIPT.replace("__PATHS__", " ".join(announce_script.SEND_ARP))
            .replace("__REPEATS__", "10").replace("__IPS__", '"$1"'))
-    # First and in the background: its cl_status calls are most of the probe's time.
     status_part = ("{\n" + status.probe(cluster, node) + "\n} 2>/dev/null | "
-                   "while IFS= read -r line; do p view \"$line\"; done &\nstatus_pid=$!")
+                   "while IFS= read -r line; do p view \"$line\"; done")
     floating = (FLOATING.replace("__IPS__", ips).replace("__ANNOUNCE__", "yes" if announce
                                                          else "no")
                 .replace("__ANNOUNCE_SCRIPT__", arp.replace("'", "'\\''")))

@@ -25,30 +25,26 @@ from .targets import Target, match_targets
 HEALTHY, DEGRADED, CRITICAL = 0, 1, 2
 LEVELS = {HEALTHY: "healthy", DEGRADED: "degraded", CRITICAL: "critical"}
 
-# Each cl_status call signs on to heartbeat, which takes up to half a second (measured in
-# the lab), so every question is asked at once, hbstatus too; each answer goes to a file of
-# its own and they are printed together (the peers' lines only when heartbeat answered).
-# The links are the node's media interface, which is how heartbeat names them.
+# cl_status calls that sign on to heartbeat take up to half a second each (measured in the
+# lab), so every peer's and link's question is asked at once. The links are the node's
+# media interface, which is how heartbeat names them.
 PROBE = r"""
 LC_ALL=C
-d=$(mktemp -d /run/.hbdeploy-status.XXXXXX 2>/dev/null || mktemp -d) || exit 1
-( cl_status hbstatus >/dev/null 2>&1 && : > "$d/up" ) &
+if cl_status hbstatus >/dev/null 2>&1; then echo "hb up"; up=yes; else echo "hb down"; up=no
+  echo "unit $(systemctl is-active heartbeat.service 2>/dev/null)"; fi
+[ -e __GUARD_STOPPED__ ] && echo "guard stopped"
 for n in __PEERS__; do
-  ( echo "peer $n $(cl_status nodestatus $n 2>/dev/null || echo unknown)" > "$d/peer.$n" ) &
+  if [ $up = no ]; then echo "peer $n unknown"; continue; fi
+  ( echo "peer $n $(cl_status nodestatus $n 2>/dev/null || echo unknown)" ) &
   for l in __LINKS__; do
-    ( echo "link $n $l $(cl_status hblinkstatus $n $l 2>/dev/null || echo unknown)" \
-      > "$d/link.$n.$l" ) &
+    ( echo "link $n $l $(cl_status hblinkstatus $n $l 2>/dev/null || echo unknown)" ) &
   done
 done
-( echo "resources $(cl_status rscstatus 2>/dev/null || echo unknown)" > "$d/rsc" ) &
-( __WEDGE__ ) > "$d/wedge" &
-wait
-if [ -e "$d/up" ]; then echo "hb up"; cat "$d"/peer.* "$d"/link.* "$d/rsc" "$d/wedge" 2>/dev/null
-else echo "hb down"; echo "unit $(systemctl is-active heartbeat.service 2>/dev/null)"
-  for n in __PEERS__; do echo "peer $n unknown"; done
+if [ $up = yes ]; then
+  ( echo "resources $(cl_status rscstatus 2>/dev/null || echo unknown)" ) &
+  ( __WEDGE__ ) &
 fi
-rm -rf "$d"
-[ -e __GUARD_STOPPED__ ] && echo "guard stopped"
+wait
 ip -o -4 addr show | while read -r _ dev _ addr _; do echo "addr ${addr%/*}"; done
 """.replace("__GUARD_STOPPED__", GUARD_STOPPED).replace("__WEDGE__", WEDGE_PROBE)
 
