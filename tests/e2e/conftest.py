@@ -68,6 +68,15 @@ def ssh(lab: Lab, node: str, command: str, check: bool = True,
 ROOT = Path(__file__).resolve().parents[2]
 LAB_CLUSTER = ROOT / "examples" / "lab.yml"
 FLOATING_IP = "10.213.0.100"
+# A resource script that never starts, for the rollback tests (resource.d exists only once
+# heartbeat is installed, hence the mkdir).
+FAILING_RESOURCE = """mkdir -p /etc/ha.d/resource.d
+cat > /etc/ha.d/resource.d/hbdeploy-failing <<'EOF'
+#!/bin/sh
+case "$1" in start) exit 1 ;; status) echo stopped ;; esac
+exit 0
+EOF
+chmod 755 /etc/ha.d/resource.d/hbdeploy-failing"""
 
 
 def cli(lab: Lab, *args: str, tool: str = "hbdeploy", hosts: str | None = "haproxy1,haproxy2",

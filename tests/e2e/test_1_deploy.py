@@ -14,7 +14,16 @@ from hbdeploy.lab import Lab
 from hbdeploy.lab.demo import http_name
 from hbdeploy.lab.network import HOST_LINK, node_mac
 
-from .conftest import FLOATING_IP, LAB_CLUSTER, cli, hb_links_up, observe, poll, ssh
+from .conftest import (
+    FAILING_RESOURCE,
+    FLOATING_IP,
+    LAB_CLUSTER,
+    cli,
+    hb_links_up,
+    observe,
+    poll,
+    ssh,
+)
 
 NODES = ("haproxy1", "haproxy2")
 STATE = ("stat -c '%n %U %a %Y' /etc/ha.d/ha.cf /etc/ha.d/haresources /etc/ha.d/authkeys; "
@@ -32,12 +41,6 @@ def variant(tmp_path: Path, old: str, new: str) -> Path:
     path = tmp_path / "cluster.yml"
     path.write_text(text.replace(old, new))
     return path
-
-
-FAILING_RESOURCE = ("mkdir -p /etc/ha.d/resource.d && printf '#!/bin/sh\\ncase \"$1\" in "
-                    "start) exit 1 ;; status) echo stopped ;; esac\\nexit 0\\n' "
-                    "> /etc/ha.d/resource.d/hbdeploy-failing && "
-                    "chmod 755 /etc/ha.d/resource.d/hbdeploy-failing")
 
 
 def test_a_first_deploy_that_does_not_come_up_leaves_no_configuration(

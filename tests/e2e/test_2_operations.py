@@ -12,7 +12,7 @@ from hbdeploy.lab import Lab
 from hbdeploy.lab.demo import http_name
 from hbdeploy.lab.outage import HolderWatch, HttpProbe
 
-from .conftest import FLOATING_IP, LAB_CLUSTER, cli, poll, ssh
+from .conftest import FAILING_RESOURCE, FLOATING_IP, LAB_CLUSTER, cli, poll, ssh
 
 NODES = ("haproxy1", "haproxy2")
 SECOND_IP = "10.213.0.101"
@@ -190,15 +190,6 @@ def settle(lab: Lab) -> None:
     result = cli(lab, "deploy")
     assert result.returncode == 0, result.stdout + result.stderr
     poll(lambda: http_name(FLOATING_IP) == "haproxy1", 60)
-
-
-FAILING_RESOURCE = """cat > /etc/ha.d/resource.d/hbdeploy-failing <<'EOF'
-#!/bin/sh
-# A resource that never starts, for the rollback test.
-case "$1" in start) exit 1 ;; status) echo stopped ;; esac
-exit 0
-EOF
-chmod 755 /etc/ha.d/resource.d/hbdeploy-failing"""
 
 
 def test_an_ipaddr_interface_a_node_lacks_is_refused_before_any_change(
