@@ -55,6 +55,13 @@ def cluster_file(work: Path, nodes: int) -> Path:
     return path
 
 
+def hbdeploy_argv(lab: Lab, cluster_path: Path, nodes: int) -> list[str]:
+    """`hbdeploy deploy` of ``cluster_path`` on haproxy1..``nodes`` of the lab."""
+    hosts = ",".join(f"haproxy{i}" for i in range(1, nodes + 1))
+    return [str(Path(sys.executable).parent / "hbdeploy"), "-S", str(lab.ssh_config_path),
+            "-H", hosts, "deploy", "--cluster", str(cluster_path)]
+
+
 def ensure_ansible(say: Callable[[str], None]) -> Path:
     """ansible-core from PyPI in its own venv (bench/.ansible-venv); its ansible-playbook."""
     exe = ANSIBLE_VENV / "bin" / "ansible-playbook"
@@ -113,11 +120,8 @@ def compare(figures: Figures, lab: Lab, work: Path, nodes: int, reps: int, cold_
             say: Callable[[str], None]) -> None:
     """Cold and no-change deploys of ``nodes`` nodes, both tools."""
     playbook_exe = ensure_ansible(say)
-    hb = str(Path(sys.executable).parent / "hbdeploy")
     path = cluster_file(work, nodes)
-    hosts = ",".join(f"haproxy{i}" for i in range(1, nodes + 1))
-    hb_argv = [hb, "-S", str(lab.ssh_config_path), "-H", hosts, "deploy", "--cluster",
-               str(path)]
+    hb_argv = hbdeploy_argv(lab, path, nodes)
     (work / f"ansible-{nodes}").mkdir(parents=True, exist_ok=True)
     cfg = ansible_setup(work / f"ansible-{nodes}", lab, path)
     env = dict(os.environ, ANSIBLE_CONFIG=str(cfg))
@@ -152,10 +156,7 @@ def no_change_at_scale(figures: Figures, lab: Lab, work: Path, nodes: int,
                        say: Callable[[str], None]) -> None:
     """A lab of ``nodes`` real nodes, one cold deploy, then 3 no-change deploys: their wall
     time and hbdeploy's peak memory (max RSS)."""
-    hb = str(Path(sys.executable).parent / "hbdeploy")
-    path = cluster_file(work, nodes)
-    hosts = ",".join(f"haproxy{i}" for i in range(1, nodes + 1))
-    argv = [hb, "-S", str(lab.ssh_config_path), "-H", hosts, "deploy", "--cluster", str(path)]
+    argv = hbdeploy_argv(lab, cluster_file(work, nodes), nodes)
     lab.down()
     lab.up(nodes=nodes)
     wall, _, rss = timed(argv)
