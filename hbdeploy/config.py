@@ -6,7 +6,8 @@ import os
 from collections.abc import Mapping
 from pathlib import Path
 
-from . import source, supervision, validate
+from . import secret, source, supervision, validate
+from .errors import ConfigError, Problem
 from .model import Cluster, Duration
 
 
@@ -44,6 +45,9 @@ def warnings(cluster: Cluster) -> list[str]:
             "node's default gateway; a node with neither gets no guard, and there a healed "
             f"cut left the floating IP unanswered {HEAL_UNGUARDED} in the lab instead of "
             f"{HEAL_GUARDED} (docs/operations.md, \"Partitions\")")
+    weak = weak_password(cluster)
+    if weak:
+        found.append(f"warning: {weak}")
     t = cluster.timings
     if supervision.early_ms(cluster) == 0:
         found.append(
@@ -57,6 +61,26 @@ def warnings(cluster: Cluster) -> list[str]:
             f"warning: deadtime {t.deadtime}: a failover leaves the floating IP unanswered that "
             f"long (measured in the lab: deadtime + 0.1 to 1.1 s); the default is 5s")
     return found
+
+
+def weak_password(cluster: Cluster) -> str | None:
+    """What is weak about the cluster's password (a warning in `check`; deploy refuses it
+    unless the file says ``allow_weak_password: true``), or None."""
+    why = secret.weakness(cluster.password)
+    if why is None:
+        return None
+    return (f"password: weak, {why}; anyone on the heartbeat network who guesses it can take "
+            "the floating IPs: use at least 16 random characters (`hbdeploy password.generate "
+            "FILE`, then password_file: FILE)"
+            + ("; allowed by allow_weak_password" if cluster.allow_weak_password else
+               ", or set allow_weak_password: true to deploy it anyway"))
+
+
+def refuse_weak_password(cluster: Cluster) -> None:
+    """Raise ConfigError when the password is weak and not explicitly allowed."""
+    weak = weak_password(cluster)
+    if weak and not cluster.allow_weak_password:
+        raise ConfigError([Problem("", weak)])
 
 
 def summary(cluster: Cluster) -> str:

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 
 from fabric import Connection
 
-from . import apply, facts, firewall, supervision
+from . import apply, config, facts, firewall, supervision
 from .converge import config_fault, converge, right_at_first_sight
 from .errors import HbdeployError
 from .model import Cluster
@@ -257,6 +257,12 @@ def deploy_cluster(cluster: Cluster, connections: Sequence[Connection], *, check
 
     ``guard`` sees every plan after pre-flight and may refuse the run (DeployError).
     """
+    if check:
+        weak = config.weak_password(cluster)
+        if weak:
+            out(f"warning: {weak}")
+    else:
+        config.refuse_weak_password(cluster)  # before any host is touched
     targets = match_targets(cluster, connections)
     run = Deployment(cluster, targets, out, verbose)
     recap = Recap(list(run.results.values()))

@@ -128,6 +128,7 @@ class Cluster:
     logfile: str | None = None
     debugfile: str | None = None
     firewall: Firewall = Firewall()
+    allow_weak_password: bool = False  # deploy despite secret.weakness()
     source: Path | None = None
 
     def node(self, name: str) -> Node:

@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import os
+import secrets
+import string
+from pathlib import Path
+
 MASK = "********"
 
 
@@ -31,3 +36,34 @@ class Secret:
 
     def __reduce__(self):  # never pickle the value by accident
         raise TypeError("a Secret cannot be pickled")
+
+
+MIN_LENGTH = 16
+KNOWN_DEFAULTS = ("insecure!", "1234", "password")  # moonshine_heartbeat's, and the usual
+GENERATED_LENGTH = 40
+
+
+def weakness(secret: Secret) -> str | None:
+    """Why the password is weak (without showing it), or None."""
+    value = secret.reveal()
+    if value.lower() in KNOWN_DEFAULTS:
+        return "it is a well-known default"
+    if len(value) < MIN_LENGTH:
+        return f"it is shorter than {MIN_LENGTH} characters ({len(value)})"
+    return None
+
+
+def generate(path: str | os.PathLike[str]) -> Path:
+    """Write a new random password (GENERATED_LENGTH characters) to a NEW file, mode 0600
+    from its creation; FileExistsError when ``path`` exists. The password is never shown."""
+    target = Path(path)
+    alphabet = string.ascii_letters + string.digits + "-_.+=%@"
+    value = "".join(secrets.choice(alphabet) for _ in range(GENERATED_LENGTH))
+    fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        os.fchmod(fd, 0o600)  # whatever the umask
+        os.write(fd, (value + "\n").encode())
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    return target

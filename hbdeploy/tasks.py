@@ -15,7 +15,7 @@ from typing import Any, TypeVar
 from fabric import Connection
 from invoke import Collection, Context, Exit, task
 
-from . import config, handover, membership
+from . import config, handover, membership, secret
 from .apply import remove_firewall
 from .cluster_tasks import enlist, post_task, take
 from .deploy import deploy_cluster
@@ -243,6 +243,22 @@ def drill(c: Context, cluster: str | None = None, group: str | None = None, yes:
     enlist(c, cluster, group=group, yes=yes, cut=cut)
 
 
+@task(name="generate", positional=["file"],
+      help={"file": "the new password file (must not exist; written with mode 0600)"})
+@reports_errors
+def password_generate(c: Context, file: str) -> None:
+    """Write a random 40-character password to a new 0600 FILE (never printed)."""
+    try:
+        path = secret.generate(file)
+    except FileExistsError:
+        raise Exit(f"error: {file} exists; hbdeploy never overwrites a password file "
+                   "(remove it first, or choose another name)", code=2) from None
+    except OSError as exc:
+        raise Exit(f"error: cannot write {file}: {exc.strerror}", code=2) from None
+    print(f"wrote a new password to {path} (mode 0600, {secret.GENERATED_LENGTH} characters); "
+          f"point the cluster file at it: password_file: {path}")
+
+
 def _finish(recap, check: bool) -> None:
     if check:
         return
@@ -259,7 +275,8 @@ def _build_namespace() -> Collection:
 
     return Collection(check, render, deploy, status, standby, takeover, bootstrap,
                       decommission, drill, demo,
-                      Collection("firewall", firewall_remove), lab_namespace)
+                      Collection("firewall", firewall_remove),
+                      Collection("password", password_generate), lab_namespace)
 
 
 namespace = _build_namespace()

@@ -10,6 +10,7 @@ import difflib
 import ipaddress
 import os
 import re
+import shlex
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -26,7 +27,7 @@ KNOWN_KEYS = (
     "keepalive", "deadtime", "warntime", "initdead",
     "interface", "udpport", "mode", "mcast_group", "mcast_ttl", "mcast_loop",
     "auto_failback", "ping", "ping_group", "logfacility", "logfile", "debugfile",
-    "firewall",
+    "firewall", "allow_weak_password",
 )
 NODE_KEYS = ("ip", "interface")
 FIREWALL_KEYS = ("enabled", "ports")
@@ -118,6 +119,10 @@ class Validator:
         logfile = self.abs_path("logfile")
         debugfile = self.abs_path("debugfile")
         firewall = self.firewall()
+        allow_weak = self.raw.get("allow_weak_password", False)
+        if not isinstance(allow_weak, bool):
+            self.bad(self.path("allow_weak_password"), f"{short(allow_weak)} is not valid; "
+                                                       "expected true or false")
         self.cross_checks(nodes, groups, ping, ping_groups, media)
         if self.problems:
             raise ConfigError(self.problems)
@@ -128,6 +133,7 @@ class Validator:
             udpport=udpport or 694, auto_failback=auto_failback or "on", ping=tuple(ping),
             ping_groups=tuple(ping_groups), logfacility=logfacility or "local0",
             logfile=logfile, debugfile=debugfile, firewall=firewall or Firewall(),
+            allow_weak_password=allow_weak is True,
             source=self.source.path,
         )
 
@@ -287,6 +293,13 @@ class Validator:
             if not pfile.is_absolute() and self.source.path is not None:
                 pfile = self.source.path.parent / pfile
             try:
+                mode = pfile.stat().st_mode & 0o777
+                if mode & 0o077:
+                    self.bad(where, (
+                        f"{str(pfile)!r} is open to group or others (mode {mode:04o}); the "
+                        f"password must be readable by its owner only: chmod 600 "
+                        f"{shlex.quote(str(pfile))}"))
+                    return None
                 value = pfile.read_text(encoding="utf-8").strip("\r\n")
             except (OSError, UnicodeDecodeError) as exc:
                 reason = getattr(exc, "strerror", None) or "not UTF-8 text"

@@ -13,7 +13,7 @@ from hbdeploy.status import CRITICAL, DEGRADED, HEALTHY, NodeView, assess
 
 def cluster(**over: object):
     doc = {"nodes": {"n1": "10.9.0.1", "n2": "10.9.0.2"},
-           "resources": {"n1": "10.9.0.100"}, "password": "pw-123"}
+           "resources": {"n1": "10.9.0.100"}, "password": "pw-123-of-the-unit-tests"}
     doc.update(over)
     return validate.load(from_document(doc, None), environ={})  # type: ignore[arg-type]
 

@@ -83,6 +83,7 @@ def test_password_from_environment_and_file(tmp_path) -> None:
     c = validate.load(Source(tmp_path / "x.yml", doc, ""), environ={"HBDEPLOY_PASSWORD": "envpw"})
     assert c.password.reveal() == "envpw"
     (tmp_path / "pw").write_text("filepw\n")
+    (tmp_path / "pw").chmod(0o600)
     doc2 = dict(doc, password_file="pw")
     c2 = validate.load(Source(tmp_path / "x.yml", doc2, ""), environ={})
     assert c2.password.reveal() == "filepw"
