@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
 import shlex
 import time
 
@@ -11,6 +13,48 @@ from .remote import Remote, RemoteError
 
 BACKUP_DIR = "/etc/ha.d/.hbdeploy"
 GENERATIONS = 5
+
+# Seconds to wait for another process's dpkg/apt lock ($HBDEPLOY_DPKG_WAIT to change it).
+DPKG_WAIT = int(os.environ.get("HBDEPLOY_DPKG_WAIT", "120") or 120)
+APT_PACKAGES = "heartbeat net-tools"
+APT_OPTIONS = "-y -q --no-install-recommends -o Dpkg::Options::=--force-confold"
+
+# Before any host is changed: every host that installs can (the dpkg lock is free within
+# DPKG_WAIT, dpkg's state is sound, every package is in the cache or can be fetched). It
+# changes nothing but apt's cache and package lists. Exit 3 with "why<TAB>detail" if not.
+APT_READY = r"""
+export DEBIAN_FRONTEND=noninteractive LC_ALL=C
+holder() {  # who holds a dpkg/apt lock: "PID (command)", from /proc/locks
+  for f in /var/lib/dpkg/lock-frontend /var/lib/dpkg/lock /var/cache/apt/archives/lock \
+           /var/lib/apt/lists/lock; do
+    [ -e "$f" ] || continue
+    ino=$(stat -c %i "$f")
+    for pid in $(awk -v ino="$ino" '$2 != "->" { n = split($6, d, ":"); if (d[n] == ino) print $5 }' /proc/locks); do
+      [ -r /proc/$pid/cmdline ] || continue
+      printf '%s: PID %s (%s)' "$f" "$pid" "$(tr '\0' ' ' < /proc/$pid/cmdline | cut -c1-80)"
+      return 0
+    done
+  done
+  return 1
+}
+deadline=$(( $(date +%s) + __WAIT__ ))
+while h=$(holder); do
+  [ "$(date +%s)" -ge "$deadline" ] && { printf 'dpkg-locked\t%s\n' "$h"; exit 3; }
+  sleep 1
+done
+audit=$(dpkg --audit 2>&1 | head -n 4 | tr '\n' ' ')
+[ -n "$audit" ] && { printf 'dpkg-broken\t%s\n' "$audit"; exit 3; }
+get="apt-get install --download-only __OPTIONS__ __PACKAGES__"
+if ! $get >/tmp/.hbdeploy-apt.log 2>&1; then
+  apt-get update -q >>/tmp/.hbdeploy-apt.log 2>&1
+  if ! $get >>/tmp/.hbdeploy-apt.log 2>&1; then
+    printf 'fetch-failed\t%s\n' "$(grep -E '^(E|W|Err):' /tmp/.hbdeploy-apt.log | head -n 3 | tr '\n' ' ')"
+    exit 3
+  fi
+fi
+echo ready
+""".replace("__WAIT__", str(DPKG_WAIT)).replace("__OPTIONS__", APT_OPTIONS).replace(
+    "__PACKAGES__", APT_PACKAGES)
 
 APT_INSTALL = r"""
 set -e
@@ -26,23 +70,45 @@ trap '[ "$own_policy" = yes ] && rm -f /usr/sbin/policy-rc.d' EXIT
 # Without its Recommends: they bring pacemaker, corosync, fence-agents and ~90 other packages
 # that heartbeat's own resource manager (crm off) never uses (55 packages instead of 142).
 # net-tools is not a dependency, but heartbeat's IPaddr resource needs ifconfig and route.
-install="apt-get install -y -q --no-install-recommends -o Dpkg::Options::=--force-confold heartbeat net-tools"
-if ! $install; then
-  apt-get update -q
-  $install
-fi
+install="apt-get install -o DPkg::Lock::Timeout=__WAIT__ __OPTIONS__ __PACKAGES__"
+$install
 # Should pacemaker and corosync have come along anyway (an apt configuration that installs
 # Recommends regardless), they are not used with crm off: disabled when they came now.
 if [ "$had_pacemaker" = no ]; then
   systemctl disable --now pacemaker.service corosync.service >/dev/null 2>&1 || true
   echo "disabled pacemaker and corosync (installed as heartbeat dependencies, unused with crm off)"
 fi
-"""
+""".replace("__WAIT__", str(DPKG_WAIT)).replace("__OPTIONS__", APT_OPTIONS).replace(
+    "__PACKAGES__", APT_PACKAGES)
 
 RPM_INSTALL = """
 set -e
 if command -v dnf >/dev/null 2>&1; then dnf install -y heartbeat; else yum install -y heartbeat; fi
 """
+
+
+APT_FAILURES = {
+    "dpkg-locked": (f"another process held the dpkg lock for more than {DPKG_WAIT} s: {{}}; "
+                    "let it finish (or stop it), then rerun"),
+    "dpkg-broken": ("dpkg's state is broken (an earlier install was interrupted): {}; run "
+                    "`dpkg --configure -a` (and `apt-get -f install`) on it, then rerun"),
+    "fetch-failed": ("the packages could not be fetched (is the host's package mirror "
+                     "reachable?): {}"),
+}
+
+
+def ready_to_install(remote: Remote, plan: HostPlan) -> None:
+    """RemoteError naming the cause when the host could not install now (apt hosts)."""
+    if os_family(plan.facts) != "apt":
+        return
+    code, out, err = remote.run(APT_READY, check=False, timeout=DPKG_WAIT + 600)
+    why, _, detail = out.strip().splitlines()[-1].partition("\t") if out.strip() else ("", "", "")
+    if code == 3 and why in APT_FAILURES:
+        raise RemoteError(f"{remote.label}: cannot install: "
+                          + APT_FAILURES[why].format(detail.strip() or "no detail"))
+    if code != 0:
+        raise RemoteError(f"{remote.label}: cannot install: the apt check exited {code}: "
+                          + " | ".join((err or out).strip().splitlines()[-3:]))
 
 
 def install(remote: Remote, plan: HostPlan) -> str:
@@ -54,18 +120,52 @@ def install(remote: Remote, plan: HostPlan) -> str:
 
 
 def push(remote: Remote, plan: HostPlan, stamp: str, names: list[str]) -> None:
-    """Back up the files about to change, then write each atomically with its mode."""
-    backups = []
+    """Stage, then commit ``names`` (below)."""
+    stage(remote, plan, names)
+    commit(remote, names, stamp)
+
+
+def stage(remote: Remote, plan: HostPlan, names: list[str]) -> None:
+    """Write each file beside its place (Remote.stage_file); the files in use are untouched.
+    On a failure every file staged here is removed again (RemoteError)."""
+    try:
+        for name in names:
+            rendered = plan.files[name]
+            remote.stage_file(rendered.remote_path, rendered.content, rendered.mode)
+    except RemoteError:
+        discard(remote, names)
+        raise
+
+
+def commit(remote: Remote, names: list[str], stamp: str) -> None:
+    """Back up the files about to change (each copy made whole before it counts), then
+    rename the staged files into place, in one command. A failure (a full disk during a
+    backup) leaves the files in use as they were, and nothing staged: RemoteError."""
+    if not names:
+        return
+    lines = [f"mkdir -p /etc/ha.d {BACKUP_DIR} && chmod 700 {BACKUP_DIR}"]
+    staged = [Remote.staged_path(f"/etc/ha.d/{name}") for name in names]
     for name in names:
-        src = f"/etc/ha.d/{name}"
-        backups.append(f"if [ -f {src} ]; then cp -p {src} {BACKUP_DIR}/{name}.{stamp}; "
-                       f"ls -1t {BACKUP_DIR}/{name}.* | tail -n +{GENERATIONS + 1} "
-                       "| xargs -r rm -f; fi")
-    remote.run(f"mkdir -p /etc/ha.d {BACKUP_DIR} && chmod 700 {BACKUP_DIR} && "
-               + " && ".join(backups or ["true"]))
-    for name in names:
-        rendered = plan.files[name]
-        remote.write_file(rendered.remote_path, rendered.content, rendered.mode)
+        src, backup = f"/etc/ha.d/{name}", f"{BACKUP_DIR}/{name}.{stamp}"
+        lines.append(f"if [ -f {src} ]; then cp -p {src} {backup}.part && mv -f {backup}.part "
+                     f"{backup}; ls -1t {BACKUP_DIR}/{name}.* | grep -v '[.]part$' | tail -n "
+                     f"+{GENERATIONS + 1} | xargs -r rm -f; fi")
+    lines.append(f"chown root:root {' '.join(staged)} && sync {' '.join(staged)}")
+    lines += [f"mv -f {tmp} /etc/ha.d/{name}" for tmp, name in zip(staged, names, strict=True)]
+    script = " && ".join(lines)
+    try:
+        remote.run(f"{{ {script}; }} || {{ rm -f {' '.join(staged)} {BACKUP_DIR}/*.part; "
+                   "exit 1; }")
+    except RemoteError as exc:
+        raise RemoteError(f"{exc}; the files in use are unchanged") from None
+
+
+def discard(remote: Remote, names: list[str]) -> None:
+    """Remove what :func:`stage` left (best effort)."""
+    staged = " ".join(Remote.staged_path(f"/etc/ha.d/{name}") for name in names)
+    if staged:
+        with contextlib.suppress(RemoteError):
+            remote.run(f"rm -f {staged}", check=False, timeout=30)
 
 
 def restore(remote: Remote, names: list[str], stamp: str) -> tuple[list[str], list[str]]:

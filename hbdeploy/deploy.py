@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 
 from fabric import Connection
 
-from . import apply, config, facts, firewall, supervision
+from . import apply, config, facts, firewall, lock, supervision
 from .converge import config_fault, converge, right_at_first_sight
 from .errors import HbdeployError
 from .model import Cluster
@@ -70,9 +70,22 @@ class Recap:
         return "\n".join(rows)
 
 
-def _parallel(func, items):
-    with ThreadPoolExecutor(max_workers=max(1, min(16, len(items)))) as pool:
+def _parallel(func, items, cancel: threading.Event | None = None):
+    """``func`` over ``items`` in threads. On an interrupt (Ctrl-C, SIGTERM) ``cancel`` is
+    set, so the workers stop at their next step, and their current step ends first."""
+    pool = ThreadPoolExecutor(max_workers=max(1, min(16, len(items))))
+    try:
         return list(pool.map(func, items))
+    except BaseException:
+        if cancel is not None:
+            cancel.set()
+        raise
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+
+
+class Cancelled(HbdeployError):
+    """The run was interrupted; a worker stopped before its next step."""
 
 
 def _guard(func):
@@ -89,9 +102,13 @@ class Deployment:
     """One deploy run over ``targets``; ``out`` receives every line meant for the operator."""
 
     def __init__(self, cluster: Cluster, targets: list[Target], out: Output = print,
-                 verbose: bool = False) -> None:
+                 verbose: bool = False, command: str = "deploy",
+                 break_lock: bool = False) -> None:
         self.cluster = cluster
         self.targets = targets
+        self.command = command
+        self.break_lock = break_lock
+        self.cancelled = threading.Event()
         lock = threading.Lock()
 
         def locked_out(line: str) -> None:  # hosts work in parallel: one line at a time
@@ -104,6 +121,7 @@ class Deployment:
         self.stamp = time.strftime("%Y%m%dT%H%M%S")
         self.plans: dict[str, HostPlan] = {}
         self.pushed: dict[str, list[str]] = {t.node.name: [] for t in targets}
+        self.staged: dict[str, set[str]] = {t.node.name: set() for t in targets}  # not in place
         self.applied: dict[str, str] = {}  # node -> "reload" | "restart" done in this run
         self.started = time.monotonic()
 
@@ -123,6 +141,9 @@ class Deployment:
                 problems.append(error)
                 continue
             problems += preflight(target.host, target.node, host_facts, self.cluster)
+            owner = lock.held_by_other(host_facts.lock, host_facts.now)
+            if owner and not self.break_lock:
+                problems.append(lock.refusal(target.host, owner, host_facts.now))
             plans[target.node.name] = plan_host(target.host, target.node, host_facts,
                                                 self.cluster)
         if problems:
@@ -179,13 +200,30 @@ class Deployment:
             self.out(f"[{target.host}]   {line.rstrip()}")
 
     # -- apply ------------------------------------------------------------------------------------
-    def prepare(self, plans: dict[str, HostPlan]) -> list[str]:
-        """Install, push and firewall every host in parallel; the failures' messages."""
+    def ready(self, plans: dict[str, HostPlan]) -> list[str]:
+        """Every host that installs can install (apply.ready_to_install), checked on all
+        of them before any is changed; the problems."""
+        installing = [t for t in self.targets if plans[t.node.name].install]
+        outcomes = _parallel(_guard(lambda t: apply.ready_to_install(
+            t.remote, plans[t.node.name])), installing, self.cancelled)
+        errors = [error for _, error in outcomes if error]
+        for target, (_, error) in zip(installing, outcomes, strict=True):
+            if error:
+                self.results[target.node.name].steps["install"] = "failed"
+        return errors
 
-        def one(target: Target) -> None:
+    def prepare(self, plans: dict[str, HostPlan]) -> list[str]:
+        """Install and stage the files on every host in parallel; then, only when that
+        worked everywhere, put the files in place, the firewall rules and the supervision.
+        A host that cannot take its files (a full disk) thus leaves every host's files as
+        they were. The failures' messages."""
+        staged: dict[str, list[str]] = {}
+
+        def first(target: Target) -> None:
             plan, result = plans[target.node.name], self.results[target.node.name]
             step = "install"
             try:
+                self._next(target, "install")
                 if plan.install:
                     self.say(target, f"installing {plan.packages}")
                     note = apply.install(target.remote, plan)
@@ -194,14 +232,35 @@ class Deployment:
                         if self.verbose or line.startswith("disabled pacemaker"):
                             self.say(target, line)
                 step = "files"
+                self._next(target, "files")
+                apply.stage(target.remote, plan, plan.changed_files)
+                staged[target.node.name] = plan.changed_files
+                self.staged[target.node.name] = set(plan.changed_files)
+            except HbdeployError:
+                result.steps[step] = "failed"
+                raise
+
+        errors = [e for _, e in _parallel(_guard(first), self.targets, self.cancelled) if e]
+        if errors:
+            _parallel(lambda t: apply.discard(t.remote, staged.get(t.node.name, [])),
+                      self.targets)
+            return [*errors, "no file was written on any host"]
+
+        def second(target: Target) -> None:
+            plan, result = plans[target.node.name], self.results[target.node.name]
+            step = "files"
+            try:
+                self._next(target, "files")
                 now = [f for f in plan.changed_files if f not in plan.deferred]
                 if now:
-                    apply.push(target.remote, plan, self.stamp, now)
+                    apply.commit(target.remote, now, self.stamp)
+                    self.staged[target.node.name] -= set(now)
                     self.pushed[target.node.name] += now
                     self.say(target, f"wrote {', '.join(now)}")
                 if plan.changed_files:
                     result.steps["files"] = "changed"
                 step = "firewall"
+                self._next(target, "firewall")
                 if not self.cluster.firewall.enabled:
                     result.steps["firewall"] = "skipped"
                 elif plan.firewall:
@@ -210,6 +269,7 @@ class Deployment:
                     self.say(target, "firewall rules in place "
                                      f"({firewall.describe(plan.firewall_backend)})")
                 step = "service"
+                self._next(target, "service")
                 if plan.enable:
                     apply.enable(target.remote)
                     result.steps["service"] = "changed"
@@ -220,12 +280,17 @@ class Deployment:
                         self.say(target, "supervision in place: heartbeat.service restarts "
                                          "on any exit but a stop; hbdeploy-guard watches for "
                                          "this node being cut off")
-            except HbdeployError as exc:
+            except HbdeployError:
                 result.steps[step] = "failed"
-                raise exc
+                raise
 
-        outcomes = _parallel(_guard(one), self.targets)
+        outcomes = _parallel(_guard(second), self.targets, self.cancelled)
         return [error for _, error in outcomes if error]
+
+    def _next(self, target: Target, step: str) -> None:
+        """Cancelled when the run was interrupted: no new step starts on any host."""
+        if self.cancelled.is_set():
+            raise Cancelled(f"{target.host}: interrupted before {step}")
 
 
 def _already_right(run: Deployment, recap: Recap) -> bool:
@@ -252,10 +317,13 @@ def _record_holders(recap: Recap, run: Deployment, holders: dict[str, list[str]]
 
 def deploy_cluster(cluster: Cluster, connections: Sequence[Connection], *, check: bool = False,
                    out: Output = print, verbose: bool = False,
-                   guard: Callable[[dict[str, HostPlan]], None] | None = None) -> Recap:
+                   guard: Callable[[dict[str, HostPlan]], None] | None = None,
+                   command: str = "deploy", break_lock: bool = False) -> Recap:
     """Deploy ``cluster`` to ``connections``; raises DeployError when pre-flight fails.
 
-    ``guard`` sees every plan after pre-flight and may refuse the run (DeployError).
+    ``guard`` sees every plan after pre-flight and may refuse the run (DeployError). A run
+    that changes anything holds the run lock (lock.py) on every host from then on;
+    ``break_lock`` takes it from another run. ``command`` names this run in the lock.
     """
     if check:
         weak = config.weak_password(cluster)
@@ -264,7 +332,7 @@ def deploy_cluster(cluster: Cluster, connections: Sequence[Connection], *, check
     else:
         config.refuse_weak_password(cluster)  # before any host is touched
     targets = match_targets(cluster, connections)
-    run = Deployment(cluster, targets, out, verbose)
+    run = Deployment(cluster, targets, out, verbose, command, break_lock)
     recap = Recap(list(run.results.values()))
     try:
         return _deploy(run, recap, check, guard)
@@ -274,7 +342,7 @@ def deploy_cluster(cluster: Cluster, connections: Sequence[Connection], *, check
 
 def _deploy(run: Deployment, recap: Recap, check: bool,
             guard: Callable[[dict[str, HostPlan]], None] | None) -> Recap:
-    cluster, targets = run.cluster, run.targets
+    targets = run.targets
     plans = run.plans = run.gather(announce=not check)
     if guard:
         guard(plans)
@@ -283,6 +351,25 @@ def _deploy(run: Deployment, recap: Recap, check: bool,
         return recap
     if not any(plan.changes_anything for plan in plans.values()) and _already_right(run, recap):
         return recap  # one remote command per host: the facts probe
+    with lock.holding([t.remote for t in targets], run.command, break_lock=run.break_lock,
+                      out=run.out):
+        try:
+            return _change(run, recap, plans)
+        finally:  # an interrupted or failed run leaves no staged copy behind
+            left = [t for t in targets if run.staged[t.node.name]]
+            if left:
+                _parallel(lambda t: apply.discard(t.remote, sorted(run.staged[t.node.name])),
+                          left)
+
+
+def _change(run: Deployment, recap: Recap, plans: dict[str, HostPlan]) -> Recap:
+    """Install, push, firewall, roll out, converge (and roll back when at fault)."""
+    cluster, targets = run.cluster, run.targets
+    errors = run.ready(plans)
+    if errors:
+        recap.failed = True
+        recap.messages += [*errors, "nothing was installed or written on any host"]
+        return recap
     errors = run.prepare(plans)
     if errors:
         recap.failed = True

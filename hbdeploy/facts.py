@@ -14,7 +14,7 @@ import shlex
 from dataclasses import dataclass, field
 
 from . import announce as announce_script
-from . import firewall, status, supervision
+from . import firewall, lock, status, supervision
 from .model import Cluster
 from .remote import Remote
 from .render import FILES
@@ -57,11 +57,12 @@ if [ -f __SCRIPT__ ]; then
   p fw_backend "$(sed -n 's/^__MARK__//p' __SCRIPT__)"
   if sh __SCRIPT__ check >/dev/null 2>&1; then p fw_check ok; else p fw_check differs; fi
 fi
+__LOCK__
 __SUPERVISION__
 __STATUS__
 __FLOATING__
 true
-""".replace("__SUPERVISION__", supervision.PROBE).replace("__UNIT__", firewall.UNIT_PATH).replace("__SCRIPT__", firewall.SCRIPT_PATH)
+""".replace("__LOCK__", lock.PROBE).replace("__SUPERVISION__", supervision.PROBE).replace("__UNIT__", firewall.UNIT_PATH).replace("__SCRIPT__", firewall.SCRIPT_PATH)
     .replace("__MARK__", firewall.BACKEND_MARK))
 
 
@@ -137,6 +138,8 @@ class HostFacts:
     view: list[str] = field(default_factory=list)  # status.probe's output lines
     announced: list[str] = field(default_factory=list)  # floating IPs it announced
     answers: dict[str, bool] = field(default_factory=dict)  # floating IP -> answered ping
+    lock: str = ""  # the run lock's owner line (lock.py), when there is one
+    now: int = 0  # the host's clock (epoch seconds)
 
     @property
     def installed(self) -> bool:
@@ -179,6 +182,8 @@ def parse(output: str) -> HostFacts:
         elif key == "answers":
             ip, _, answered = value.partition(" ")
             facts.answers[ip] = answered == "yes"
+        elif key == "now":
+            facts.now = int(value) if value.isdigit() else 0
         elif key == "hb_pid":
             facts.hb_pid = int(value) if value.isdigit() else 0
         elif key in HostFacts.__dataclass_fields__:

@@ -8,7 +8,7 @@ from collections.abc import Sequence
 
 from fabric import Connection
 
-from . import handover
+from . import handover, lock
 from .apply import remove_firewall, remove_supervision, wait_until
 from .deploy import DeployError, Output, Recap, deploy_cluster
 from .model import Cluster
@@ -18,7 +18,7 @@ from .targets import match_targets
 
 
 def bootstrap(cluster: Cluster, new_hosts: Sequence[Connection], others: Sequence[Connection],
-              out: Output = print, check: bool = False) -> Recap:
+              out: Output = print, check: bool = False, break_lock: bool = False) -> Recap:
     """Install and start the new node(s); the running nodes only re-read ha.cf (reload).
 
     Refused when a running node would need more than an ha.cf change (a restart could move
@@ -42,18 +42,27 @@ def bootstrap(cluster: Cluster, new_hosts: Sequence[Connection], others: Sequenc
                               + "\n  ".join(problems))
 
     return deploy_cluster(cluster, [*new_hosts, *others], out=out, check=check,
-                          guard=only_hacf_on_running_nodes)
+                          guard=only_hacf_on_running_nodes, command="bootstrap",
+                          break_lock=break_lock)
 
 
 def decommission(cluster: Cluster, leaving: Connection, remaining: Sequence[Connection],
-                 out: Output = print) -> Recap:
+                 out: Output = print, break_lock: bool = False) -> Recap:
     """Take ``leaving`` (no longer in the cluster file) out: it hands its groups over and
-    stops; the remaining nodes drop it from ha.cf (reload) and from membership."""
+    stops; the remaining nodes drop it from ha.cf (reload) and from membership. Holds the
+    run lock on every node meanwhile (lock.py)."""
     name = leaving.original_host or leaving.host
     if name in cluster.node_names:
         raise DeployError(f"{name} is still in the cluster file's nodes: remove it first, "
                           "then decommission it")
     remote = Remote(verify_host_keys(leaving), name)
+    staying = [t.remote for t in match_targets(cluster, remaining)]
+    with lock.holding([remote, *staying], "decommission", break_lock=break_lock, out=out):
+        return _decommission(cluster, remote, name, remaining, out)
+
+
+def _decommission(cluster: Cluster, remote: Remote, name: str, remaining: Sequence[Connection],
+                  out: Output) -> Recap:
     _, uname, _ = remote.run("uname -n")
     node = uname.strip()
     held = [g.node for g in cluster.groups

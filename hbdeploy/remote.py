@@ -91,28 +91,50 @@ class Remote:
 
     def write_file(self, path: str, content: str, mode: int) -> None:
         """Write ``content`` to ``path`` atomically (temporary file, then rename), owner root."""
+        tmp = self.stage_file(path, content, mode)
+        self.run(f"chown root:root {shlex.quote(tmp)} && sync {shlex.quote(tmp)} "
+                 f"&& mv -f {shlex.quote(tmp)} {shlex.quote(path)} "
+                 f"|| {{ rm -f {shlex.quote(tmp)}; exit 1; }}")
+
+    @staticmethod
+    def staged_path(path: str) -> str:
+        """Where :meth:`stage_file` puts the content of ``path`` (same folder: a rename)."""
         folder, name = os.path.split(path)
-        tmp = f"{folder}/.{name}.hbdeploy-new"
-        self.commands += 1  # the transfer (the rename below counts as a command)
-        if self.is_root:
+        return f"{folder}/.{name}.hbdeploy-new"
+
+    def stage_file(self, path: str, content: str, mode: int) -> str:
+        """Write ``content`` beside ``path`` (:meth:`staged_path`, with ``mode``); ``path``
+        itself is untouched. On failure (a full disk) nothing is left behind: RemoteError."""
+        tmp = self.staged_path(path)
+        self.commands += 1  # the transfer
+        try:
             sftp = self.connection.sftp()
-            with sftp.open(tmp, "w") as handle:
-                handle.chmod(mode)  # before any byte is written: authkeys is never readable
+            if self.is_root:
+                with sftp.open(tmp, "w") as handle:
+                    handle.chmod(mode)  # before any byte is written: authkeys never readable
+                    handle.write(content.encode())
+                    handle.flush()
+                return tmp
+            staged = f".hbdeploy-{os.path.basename(path)}.{os.getpid()}"
+            with sftp.open(staged, "w") as handle:
+                handle.chmod(0o600)
                 handle.write(content.encode())
-                handle.flush()
-            self.run(f"chown root:root {shlex.quote(tmp)} && sync {shlex.quote(tmp)} "
-                     f"&& mv -f {shlex.quote(tmp)} {shlex.quote(path)}")
-            return
-        staged = f".hbdeploy-{name}.{os.getpid()}"
-        sftp = self.connection.sftp()
-        with sftp.open(staged, "w") as handle:
-            handle.chmod(0o600)
-            handle.write(content.encode())
+        except (OSError, paramiko.SSHException, EOFError) as exc:
+            self._discard(tmp)
+            reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else exc
+            raise RemoteError(f"{self.label}: writing {path} failed ({reason}); the file on "
+                              "the host is unchanged") from None
         self.commands += 1
         home = self.connection.run("pwd", hide=True).stdout.strip()
         src = shlex.quote(f"{home}/{staged}")
-        self.run(f"install -o root -g root -m {mode:04o} {src} {shlex.quote(tmp)} && "
-                 f"rm -f {src} && mv -f {shlex.quote(tmp)} {shlex.quote(path)}")
+        self.run(f"install -o root -g root -m {mode:04o} {src} {shlex.quote(tmp)} "
+                 f"|| {{ rm -f {src} {shlex.quote(tmp)}; exit 1; }}; rm -f {src}")
+        return tmp
+
+    def _discard(self, tmp: str) -> None:
+        """Remove a temporary file a failed transfer left (best effort)."""
+        with contextlib.suppress(RemoteError):
+            self.run(f"rm -f {shlex.quote(tmp)}", check=False, timeout=30)
 
     def close(self) -> None:
         self.connection.close()

@@ -38,6 +38,7 @@ class Rollout:
         self.plans = run.plans
         self.results = run.results
         self.pushed = run.pushed
+        self.staged = run.staged
         self.applied = run.applied
         self.stamp = run.stamp
         self.say = run.say
@@ -123,7 +124,8 @@ class Rollout:
             if plan.deferred:
                 # stopped first: releases what the old haresources started
                 apply.stop(target.remote)
-                apply.push(target.remote, plan, self.stamp, plan.deferred)
+                apply.commit(target.remote, plan.deferred, self.stamp)  # staged by prepare
+                self.staged[name] -= set(plan.deferred)
                 self.pushed[name] += plan.deferred
                 self.say(target, f"wrote {', '.join(plan.deferred)} (with heartbeat "
                                  "stopped, for its restart)")

@@ -15,7 +15,7 @@ from typing import Any, TypeVar
 from fabric import Connection
 from invoke import Collection, Context, Exit, task
 
-from . import config, handover, membership, secret
+from . import config, handover, lock, membership, secret
 from .apply import remove_firewall
 from .cluster_tasks import enlist, post_task, take
 from .deploy import deploy_cluster
@@ -27,6 +27,8 @@ from .status import cluster_status
 from .targets import default_connections, match_targets
 
 F = TypeVar("F", bound=Callable[..., Any])
+BREAK_LOCK_HELP = ("take the run lock from another hbdeploy run that is dead (the lock "
+                   "names it; an abandoned lock also expires by itself, docs/reliability.md)")
 CLUSTER_HELP = ("cluster file (default: $HBDEPLOY_CONFIG, config/heartbeat.yml, "
                 "config/moonshine.yml)")
 
@@ -42,6 +44,11 @@ def reports_errors(func: F) -> F:
             raise Exit(str(exc), code=2) from None
         except HbdeployError as exc:
             raise Exit(f"error: {exc}", code=1) from None
+        except KeyboardInterrupt:
+            raise Exit("interrupted: the step under way on each host was let finish and no "
+                       "later one started (files are replaced whole, rule sets loaded whole); "
+                       "the run lock is released; rerun the command to converge",
+                       code=130) from None
 
     return wrapper  # type: ignore[return-value]
 
@@ -78,18 +85,19 @@ def render(c: Context, node: str, out: str | None = None, cluster: str | None = 
 def _deploy_run(c: Context) -> None:
     model, connections, options = take(c)
     _finish(deploy_cluster(model, connections, check=options["check"],
-                           verbose=options["verbose"]), options["check"])
+                           verbose=options["verbose"], break_lock=options["break_lock"]),
+            options["check"])
 
 
 @task(post=[_deploy_run], help={
     "cluster": CLUSTER_HELP,
     "check": "pre-flight, then show what each host would get; change nothing",
-    "verbose": "show remote output"})
+    "verbose": "show remote output", "break_lock": BREAK_LOCK_HELP})
 @reports_errors
 def deploy(c: Context, cluster: str | None = None, check: bool = False,
-           verbose: bool = False) -> None:
+           verbose: bool = False, break_lock: bool = False) -> None:
     """Provision heartbeat on the hosts (-H, else every node): idempotent; --check to preview."""
-    enlist(c, cluster, check=check, verbose=verbose)
+    enlist(c, cluster, check=check, verbose=verbose, break_lock=break_lock)
 
 
 @post_task
@@ -126,36 +134,40 @@ def status(c: Context, cluster: str | None = None, json: bool = False) -> None:
     enlist(c, cluster, json=json)
 
 
-def _move(c: Context, move) -> None:
+def _move(c: Context, move, command: str) -> None:
     model, connections, options = take(c)
     targets = match_targets(model, connections)
-    move(model, targets, options["node"])
+    with lock.holding([t.remote for t in targets], command,
+                      break_lock=options["break_lock"]):
+        move(model, targets, options["node"])
 
 
 @post_task
 @reports_errors
 def _standby_run(c: Context) -> None:
-    _move(c, handover.standby)
+    _move(c, handover.standby, "standby")
 
 
 @post_task
 @reports_errors
 def _takeover_run(c: Context) -> None:
-    _move(c, handover.takeover)
+    _move(c, handover.takeover, "takeover")
 
 
-@task(positional=["node"], post=[_standby_run], help={"cluster": CLUSTER_HELP})
+@task(positional=["node"], post=[_standby_run],
+      help={"cluster": CLUSTER_HELP, "break_lock": BREAK_LOCK_HELP})
 @reports_errors
-def standby(c: Context, node: str, cluster: str | None = None) -> None:
+def standby(c: Context, node: str, cluster: str | None = None, break_lock: bool = False) -> None:
     """NODE hands its resource groups to its peers (hb_standby); timed."""
-    enlist(c, cluster, node=node)
+    enlist(c, cluster, node=node, break_lock=break_lock)
 
 
-@task(positional=["node"], post=[_takeover_run], help={"cluster": CLUSTER_HELP})
+@task(positional=["node"], post=[_takeover_run],
+      help={"cluster": CLUSTER_HELP, "break_lock": BREAK_LOCK_HELP})
 @reports_errors
-def takeover(c: Context, node: str, cluster: str | None = None) -> None:
+def takeover(c: Context, node: str, cluster: str | None = None, break_lock: bool = False) -> None:
     """NODE takes every resource group (hb_takeover all); timed."""
-    enlist(c, cluster, node=node)
+    enlist(c, cluster, node=node, break_lock=break_lock)
 
 
 @post_task
@@ -165,19 +177,21 @@ def _bootstrap_run(c: Context) -> None:
     given = {conn.original_host or conn.host for conn in connections}
     others = [Connection(n.ip, config=c.config) for n in model.nodes
               if n.name not in given and n.ip not in given]
-    recap = membership.bootstrap(model, connections, others, check=options["check"])
+    recap = membership.bootstrap(model, connections, others, check=options["check"],
+                                 break_lock=options["break_lock"])
     _finish(recap, options["check"])
 
 
-@task(post=[_bootstrap_run], help={"cluster": CLUSTER_HELP,
+@task(post=[_bootstrap_run], help={"cluster": CLUSTER_HELP, "break_lock": BREAK_LOCK_HELP,
                                    "check": "pre-flight and show the changes only"})
 @reports_errors
-def bootstrap(c: Context, cluster: str | None = None, check: bool = False) -> None:
+def bootstrap(c: Context, cluster: str | None = None, check: bool = False,
+              break_lock: bool = False) -> None:
     """Join the new node(s) given with -H to the running cluster without moving its IPs."""
     if not isinstance(c, Connection):
         raise Exit("error: bootstrap needs the new node(s) with -H, e.g. "
                    "hbdeploy -H haproxy3 bootstrap", code=2)
-    enlist(c, cluster, check=check)
+    enlist(c, cluster, check=check, break_lock=break_lock)
 
 
 @post_task
@@ -186,14 +200,17 @@ def _decommission_run(c: Context) -> None:
     model, _, options = take(c, require_hosts=False)
     leaving = Connection(options["node"], config=c.config)
     _finish(membership.decommission(model, leaving,
-                                    default_connections(model, config=c.config)), False)
+                                    default_connections(model, config=c.config),
+                                    break_lock=options["break_lock"]), False)
 
 
-@task(positional=["node"], post=[_decommission_run], help={"cluster": CLUSTER_HELP})
+@task(positional=["node"], post=[_decommission_run],
+      help={"cluster": CLUSTER_HELP, "break_lock": BREAK_LOCK_HELP})
 @reports_errors
-def decommission(c: Context, node: str, cluster: str | None = None) -> None:
+def decommission(c: Context, node: str, cluster: str | None = None,
+                 break_lock: bool = False) -> None:
     """Take NODE (already removed from the cluster file) out of the running cluster."""
-    enlist(c, cluster, node=node)
+    enlist(c, cluster, node=node, break_lock=break_lock)
 
 
 @post_task
@@ -225,7 +242,8 @@ def _drill_run(c: Context) -> None:
         def restorer(target) -> None:
             lab.heal(lab_name(target))
 
-    result = run_drill(model, targets, options["group"], breaker, restorer)
+    with lock.holding([t.remote for t in targets], "drill", break_lock=options["break_lock"]):
+        result = run_drill(model, targets, options["group"], breaker, restorer)
     print(f"drill: group {result.group}: failover {result.failover:.1f}s "
           f"({result.holder} -> {result.spare}), unanswered {result.unanswered:.1f}s"
           + (f", back on {result.holder} after {result.restored:.1f}s"
@@ -235,12 +253,13 @@ def _drill_run(c: Context) -> None:
 @task(post=[_drill_run], help={
     "cluster": CLUSTER_HELP, "group": "the group to move, by its preferred node (default: first)",
     "yes": "do not ask for confirmation",
-    "cut": "lab only: cut the holder's link instead of stopping heartbeat"})
+    "cut": "lab only: cut the holder's link instead of stopping heartbeat",
+    "break_lock": BREAK_LOCK_HELP})
 @reports_errors
 def drill(c: Context, cluster: str | None = None, group: str | None = None, yes: bool = False,
-          cut: bool = False) -> None:
+          cut: bool = False, break_lock: bool = False) -> None:
     """Failover drill: take the holder away, time the failover, bring it back."""
-    enlist(c, cluster, group=group, yes=yes, cut=cut)
+    enlist(c, cluster, group=group, yes=yes, cut=cut, break_lock=break_lock)
 
 
 @task(name="generate", positional=["file"],
