@@ -1,5 +1,5 @@
 """`python -m hbdeploy`: the same program as the `hbdeploy` command."""
 
-from .main import program
+from .cli import main
 
-program.run()
+main()

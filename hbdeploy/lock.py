@@ -42,7 +42,7 @@ PROBE = f'p now "$(date +%s)"; [ -f {OWNER} ] && p lock "$(head -n 1 {OWNER})"'
 # "acquire", "renew", "release" under flock; "$1" is the action, "$2" our owner line (tab-
 # separated FIELDS with expires filled in here from the node's clock), "$3" "break" or "".
 SCRIPT = r"""
-exec 9>>__MUTEX__ || exit 4
+mkdir -p /run/lock; exec 9>>__MUTEX__ || exit 4
 flock -w 10 9 || { echo "busy"; exit 4; }
 now=$(date +%s); mine=$(printf '%s' "$2" | cut -f1)
 line=$(head -n 1 __OWNER__ 2>/dev/null); token=$(printf '%s' "$line" | cut -f1)
@@ -226,8 +226,13 @@ def _renew(remotes: Sequence[Remote], line: str, stop: threading.Event,
 
 def _release(remotes: Sequence[Remote], line: str) -> None:
     def one(remote: Remote) -> None:
-        with suppress(HbdeployError):
-            remote.run(_script("release", line, False), check=False, timeout=30)
+        for _attempt in range(2):  # a connection a cut link killed: once more, reconnected
+            try:
+                remote.run(_script("release", line, False), check=False, timeout=30)
+                return
+            except HbdeployError:
+                with suppress(Exception):
+                    remote.connection.close()
 
     if remotes:
         _parallel(one, remotes)

@@ -8,20 +8,15 @@ from fabric import Config, Executor
 from fabric.main import Fab
 
 from . import __version__
+from .cli import interrupt
 from .tasks import namespace
 
 
-def _interrupt(signum: int, _frame: object) -> None:
-    """SIGTERM and SIGHUP end a run as Ctrl-C does: the step under way on each host ends,
-    no later step starts, the run lock is released (tasks.reports_errors)."""
-    signal.signal(signum, signal.SIG_DFL)  # a second one ends the process at once
-    raise KeyboardInterrupt
-
-
 def end_runs_cleanly_on_signals() -> None:
-    """Make SIGTERM and SIGHUP interrupt a run like Ctrl-C (main thread only)."""
+    """Make SIGTERM and SIGHUP interrupt a run like Ctrl-C (main thread only): the step
+    under way on each host ends, no later step starts, the run lock is released."""
     for signum in (signal.SIGTERM, signal.SIGHUP):
-        signal.signal(signum, _interrupt)
+        signal.signal(signum, interrupt)
 
 
 class Program(Fab):

@@ -1,0 +1,25 @@
+"""The console entry point: a Ctrl-C or SIGTERM at any moment, even while Python is still
+importing hbdeploy, ends the program with exit code 130 and one line, never a traceback."""
+
+from __future__ import annotations
+
+import signal
+import sys
+
+
+def interrupt(signum: int, _frame: object) -> None:
+    """Raise KeyboardInterrupt, as Ctrl-C does."""
+    signal.signal(signum, signal.SIG_DFL)  # a second one ends the process at once
+    raise KeyboardInterrupt
+
+
+def main() -> None:
+    for signum in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(signum, interrupt)
+    try:
+        from .main import program
+
+        program.run()
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        sys.exit(130)

@@ -1,0 +1,356 @@
+"""Faults mid-run and concurrent operators: the run lock, interrupts in every phase, apt
+failing, a full /etc; and the password kept out of every process's arguments."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from hbdeploy.lab import Lab
+from hbdeploy.lab.demo import http_name
+from hbdeploy.lab.outage import HolderWatch, HttpProbe
+from hbdeploy.lock import OWNER
+
+from .conftest import FLOATING_IP, LAB_CLUSTER, ROOT, cli, poll, ssh
+
+NODES = ("haproxy1", "haproxy2")
+FILES = "sha256sum /etc/ha.d/ha.cf /etc/ha.d/haresources /etc/ha.d/authkeys"
+LEFTOVERS = "ls -A /etc/ha.d | grep -e hbdeploy-new -e '[.]part$' || true"
+SECOND_IP = "10.213.0.101"
+
+
+def variant(tmp_path: Path, name: str, *changes: tuple[str, str]) -> Path:
+    text = LAB_CLUSTER.read_text()
+    for old, new in changes:
+        assert old in text
+        text = text.replace(old, new)
+    path = tmp_path / name
+    path.write_text(text)
+    return path
+
+
+def files(lab: Lab) -> dict[str, str]:
+    return {n: ssh(lab, n, FILES).stdout for n in NODES}
+
+
+def lock_lines(lab: Lab) -> dict[str, str]:
+    return {n: ssh(lab, n, f"cat {OWNER} 2>/dev/null || true").stdout.strip() for n in NODES}
+
+
+def healthy(lab: Lab) -> None:
+    """Back to examples/lab.yml, the group on haproxy1, every node healthy."""
+    result = cli(lab, "deploy")
+    assert result.returncode == 0, result.stdout + result.stderr
+    poll(lambda: cli(lab, "status", "--cluster", str(LAB_CLUSTER), hosts=None).returncode == 0,
+         60)
+    poll(lambda: http_name(FLOATING_IP) == "haproxy1", 60)
+
+
+@pytest.fixture(scope="module")
+def cluster(lab: Lab) -> Lab:
+    healthy(lab)
+    return lab
+
+
+class Running:
+    """hbdeploy running in the background, its output read line by line as it comes."""
+
+    def __init__(self, lab: Lab, *args: str, cluster: Path = LAB_CLUSTER) -> None:
+        argv = [str(Path(sys.executable).parent / "hbdeploy"), "-S", str(lab.ssh_config_path),
+                "-H", ",".join(NODES), *args]
+        if args[0] == "deploy":
+            argv += ["--cluster", str(cluster)]
+        self.proc = subprocess.Popen(argv, cwd=ROOT, stdout=subprocess.PIPE,
+                                     stderr=subprocess.PIPE, text=True,
+                                     env={**os.environ, "PYTHONUNBUFFERED": "1"})
+        self.lines: list[str] = []
+        self.err = ""
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+
+    def _read(self) -> None:
+        assert self.proc.stdout is not None
+        for line in self.proc.stdout:
+            self.lines.append(line)
+
+    def wait_for(self, text: str, count: int = 1, deadline: float = 120) -> None:
+        poll(lambda: sum(text in line for line in self.lines) >= count or
+             self.proc.poll() is not None, deadline, 0.02)
+        assert sum(text in line for line in self.lines) >= count, "".join(self.lines)
+
+    def finish(self, timeout: float = 300) -> int:
+        code = self.proc.wait(timeout)
+        self._reader.join(10)
+        assert self.proc.stderr is not None
+        self.err = self.proc.stderr.read()
+        return code
+
+    @property
+    def out(self) -> str:
+        return "".join(self.lines)
+
+
+# -- the run lock ----------------------------------------------------------------------------
+
+def fake_lock(lab: Lab, node: str, expires_in: int) -> None:
+    """The lock of another operator's run (alice on laptop2, PID 4242)."""
+    ssh(lab, node, f"now=$(date +%s); printf '%s\\t%s\\t%s\\t%s\\t%s\\t%s\\t%s\\n' "
+                   f"{'f' * 32} alice laptop2 4242 deploy \"$now\" \"$((now + {expires_in}))\" "
+                   f"> {OWNER}")
+
+
+def test_a_live_lock_refuses_every_command_an_expired_one_is_taken_over(
+        cluster: Lab, tmp_path: Path) -> None:
+    lab = cluster
+    warmer = variant(tmp_path, "w.yml", ("warntime: 3", "warntime: 4"))
+    fake_lock(lab, "haproxy2", 300)
+    before = files(lab)
+    for args in (["deploy"], ["standby", "haproxy1", "--cluster", str(LAB_CLUSTER)],
+                 ["drill", "--yes", "--cluster", str(LAB_CLUSTER)]):
+        result = cli(lab, *args)
+        assert result.returncode == 1, result.stdout + result.stderr
+        assert ("haproxy2: locked by another hbdeploy run: alice@laptop2 (PID 4242, hbdeploy "
+                "deploy) since") in result.stderr, result.stderr
+        assert "--break-lock" in result.stderr and "Traceback" not in result.stderr
+    assert files(lab) == before and http_name(FLOATING_IP) == "haproxy1"
+    result = cli(lab, "deploy", cluster=warmer)  # a change: the lock is needed, and live
+    assert result.returncode == 1 and "alice@laptop2" in result.stderr
+    assert files(lab) == before
+
+    fake_lock(lab, "haproxy2", -1)  # its holder died long ago
+    result = cli(lab, "deploy", cluster=warmer)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "[haproxy2] took over the expired lock of alice@laptop2 (PID 4242" in result.stdout
+    assert lock_lines(lab) == {"haproxy1": "", "haproxy2": ""}  # released
+
+    fake_lock(lab, "haproxy1", 300)
+    result = cli(lab, "deploy", "--break-lock")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "[haproxy1] broke the lock of alice@laptop2 (PID 4242" in result.stdout
+    assert lock_lines(lab) == {"haproxy1": "", "haproxy2": ""}
+
+
+def test_two_operators_at_once_the_second_is_refused(cluster: Lab, tmp_path: Path) -> None:
+    lab = cluster
+    two = variant(tmp_path, "two.yml", ("haproxy1: IPaddr::10.213.0.100/24/eth0",
+                                        f"haproxy1: [IPaddr::10.213.0.100/24/eth0, "
+                                        f"IPaddr::{SECOND_IP}/24/eth0]"))
+    first = Running(lab, "deploy", cluster=two)  # a rolling restart: many seconds
+    poll(lambda: all(lock_lines(lab).values()), 60, 0.05)
+    second = cli(lab, "deploy")
+    assert first.finish() == 0, first.out + first.err
+    assert second.returncode == 1, second.stdout + second.stderr
+    assert f"(PID {first.proc.pid}, hbdeploy deploy) since" in second.stderr, second.stderr
+    assert lock_lines(lab) == {"haproxy1": "", "haproxy2": ""}
+    assert http_name(SECOND_IP) == "haproxy1"  # the first run's work, whole
+    healthy(lab)
+
+
+# -- interrupts ----------------------------------------------------------------------------
+
+PHASES = [
+    # (phase, signal, what to wait for in the output before sending it, the change)
+    ("pre-flight", signal.SIGINT, None, "warntime"),
+    ("install", signal.SIGINT, "installing", "warntime"),
+    ("push", signal.SIGTERM, "wrote ha.cf", "warntime"),
+    ("firewall", signal.SIGTERM, "firewall rules in place", "warntime"),
+    ("rolling restart", signal.SIGINT, "handing haproxy1 over", "second ip"),
+    ("verify", signal.SIGKILL, "reloading heartbeat", "warntime"),
+]
+
+
+@pytest.mark.parametrize(("phase", "sig", "marker", "change"), PHASES,
+                         ids=[p[0] for p in PHASES])
+def test_an_interrupt_leaves_nothing_half_done_and_a_rerun_converges(
+        cluster: Lab, tmp_path: Path, phase: str, sig: signal.Signals, marker: str | None,
+        change: str) -> None:
+    lab = cluster
+    if change == "warntime":
+        changed = variant(tmp_path, "c.yml", ("warntime: 3", "warntime: 4"))
+    else:
+        changed = variant(tmp_path, "c.yml", ("haproxy1: IPaddr::10.213.0.100/24/eth0",
+                                              f"haproxy1: [IPaddr::10.213.0.100/24/eth0, "
+                                              f"IPaddr::{SECOND_IP}/24/eth0]"))
+    if phase == "install":
+        ssh(lab, "haproxy2", "dpkg -r net-tools >/dev/null")  # the deploy installs it back
+    if phase == "firewall":
+        assert cli(lab, "firewall.remove").returncode == 0
+    old = files(lab)
+    with HttpProbe(FLOATING_IP, interval=0.05, timeout=0.5) as traffic, \
+            HolderWatch(lab, FLOATING_IP) as watch:
+        run = Running(lab, "deploy", cluster=changed)
+        if marker is None:
+            time.sleep(0.6)  # imports done, the facts probe under way (a probe takes ~0.7 s)
+        else:
+            run.wait_for(marker, count=2 if phase == "verify" else 1)
+        run.proc.send_signal(sig)
+        code = run.finish()
+    assert code == (-signal.SIGKILL if sig == signal.SIGKILL else 130), run.out + run.err
+    assert "Traceback" not in run.err
+    if sig != signal.SIGKILL:
+        assert "interrupted" in run.err
+    # Nothing half-done: each file whole (old or new), no staged copy, dpkg sound.
+    for node in NODES:
+        assert ssh(lab, node, LEFTOVERS).stdout == ""
+        assert ssh(lab, node, "dpkg --audit").stdout == ""
+    # The floating IP stayed served (a rolling restart's handover costs a moment).
+    assert watch.max_holders <= 1
+    assert traffic.failures <= (20 if change == "second ip" else 2), traffic.failures
+    locks = lock_lines(lab)
+    if sig == signal.SIGKILL:  # no chance to release: the lock names the dead run
+        assert all(f"\t{run.proc.pid}\t" in line for line in locks.values()), locks
+        refused = cli(lab, "deploy")
+        assert refused.returncode == 1 and f"PID {run.proc.pid}" in refused.stderr
+        rerun = cli(lab, "deploy", "--break-lock", cluster=changed)
+        assert "broke the lock" in rerun.stdout
+    else:
+        assert locks == {"haproxy1": "", "haproxy2": ""}, locks
+        rerun = cli(lab, "deploy", cluster=changed)
+    assert rerun.returncode == 0, rerun.stdout + rerun.stderr
+    now = "new" if files(lab) != old else "old"
+    print(f"{phase}: interrupted with {sig.name}; files then {now}; "
+          f"{traffic.failures} of {len(traffic.answers)} probes failed")
+    healthy(lab)
+
+
+def test_a_dropped_ssh_session_mid_run_stops_it_and_a_rerun_converges(cluster: Lab,
+                                                                      tmp_path: Path) -> None:
+    lab = cluster
+    changed = variant(tmp_path, "c.yml", ("warntime: 3", "warntime: 4"))
+    with HttpProbe(FLOATING_IP, interval=0.05, timeout=0.5) as traffic:
+        run = Running(lab, "deploy", cluster=changed)
+        run.wait_for("wrote ha.cf")  # a host's files are in place: hold the run there
+        run.proc.send_signal(signal.SIGSTOP)
+        try:  # every SSH session on haproxy2 dropped (this command's own too)
+            ssh(lab, "haproxy2", "pkill -KILL -f 'root@notty'", check=False)
+        finally:
+            run.proc.send_signal(signal.SIGCONT)
+        code = run.finish()
+    assert code == 1, run.out + run.err
+    assert "haproxy2" in run.err and "Traceback" not in run.err, run.err
+    for node in NODES:
+        assert ssh(lab, node, LEFTOVERS).stdout == ""
+    assert lock_lines(lab) == {"haproxy1": "", "haproxy2": ""}  # released (reconnected)
+    assert traffic.failures == 0 and http_name(FLOATING_IP) == "haproxy1"
+    print(f"dropped session: {run.err.strip().splitlines()[-1]}")
+    rerun = cli(lab, "deploy", cluster=changed)
+    assert rerun.returncode == 0, rerun.stdout + rerun.stderr
+    healthy(lab)
+
+
+# -- apt failing ---------------------------------------------------------------------------
+
+HOLD_DPKG_LOCK = (  # what another apt would do: an fcntl write lock on dpkg's frontend lock
+    "setsid perl -MFcntl -e 'open(my $f, \">>\", \"/var/lib/dpkg/lock-frontend\") or die; "
+    "fcntl($f, F_SETLKW, pack(\"s s x4 q q i x4\", F_WRLCK, 0, 0, 0, 0)) or die; sleep 120' "
+    "</dev/null >/dev/null 2>&1 & echo $!")
+
+
+def test_apt_failing_changes_nothing_on_any_host(cluster: Lab, tmp_path: Path,
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    lab = cluster
+    monkeypatch.setenv("HBDEPLOY_DPKG_WAIT", "3")
+    changed = variant(tmp_path, "c.yml", ("warntime: 3", "warntime: 4"))
+    ssh(lab, "haproxy2", "dpkg -r net-tools >/dev/null")  # so that the deploy installs
+    before = files(lab)
+
+    holder = ssh(lab, "haproxy2", HOLD_DPKG_LOCK).stdout.strip()
+    try:
+        result = cli(lab, "deploy", cluster=changed)
+    finally:
+        ssh(lab, "haproxy2", f"kill {holder}", check=False)
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert ("haproxy2: cannot install: another process held the dpkg lock for more than 3 s: "
+            f"/var/lib/dpkg/lock-frontend: PID {holder} (perl") in result.stderr, result.stderr
+    assert "nothing was installed or written on any host" in result.stderr
+    assert files(lab) == before
+
+    ssh(lab, "haproxy2", "dpkg --unpack /var/cache/apt/archives/net-tools_*.deb >/dev/null 2>&1")
+    result = cli(lab, "deploy", cluster=changed)
+    assert result.returncode == 1 and "dpkg's state is broken" in result.stderr, result.stderr
+    assert "dpkg --configure -a" in result.stderr and files(lab) == before
+    ssh(lab, "haproxy2", "dpkg --configure -a >/dev/null && dpkg -r net-tools >/dev/null")
+
+    ssh(lab, "haproxy2", "mkdir -p /root/held && mv /var/cache/apt/archives/net-tools_*.deb "
+                         "/root/held/")
+    try:
+        result = cli(lab, "deploy", cluster=changed)
+    finally:
+        ssh(lab, "haproxy2", "mv /root/held/*.deb /var/cache/apt/archives/")
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "haproxy2: cannot install: the packages could not be fetched" in result.stderr
+    assert files(lab) == before and http_name(FLOATING_IP) == "haproxy1"
+
+    result = cli(lab, "deploy", cluster=changed)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "installing net-tools" in result.stdout or "installing" in result.stdout
+    healthy(lab)
+
+
+# -- a full /etc ------------------------------------------------------------------------------
+
+def test_a_full_etc_fails_the_push_cleanly(cluster: Lab, tmp_path: Path) -> None:
+    lab = cluster
+    changed = variant(tmp_path, "c.yml", ("warntime: 3", "warntime: 4"))
+    # /etc/ha.d on haproxy2 becomes a small tmpfs holding its files, filled to the brim.
+    ssh(lab, "haproxy2", "cp -a /etc/ha.d /root/ha.d.keep && mount -t tmpfs -o size=256k "
+                         "tmpfs /etc/ha.d && cp -a /root/ha.d.keep/. /etc/ha.d/ && "
+                         "dd if=/dev/zero of=/etc/ha.d/filler bs=4k >/dev/null 2>&1; "
+                         "df /etc/ha.d | tail -n 1")
+    try:
+        before = files(lab)
+        with HttpProbe(FLOATING_IP, interval=0.05, timeout=0.5) as traffic:
+            result = cli(lab, "deploy", cluster=changed)
+        assert result.returncode == 1, result.stdout + result.stderr
+        assert "haproxy2: writing /etc/ha.d/ha.cf failed" in result.stderr, result.stderr
+        assert "no file was written on any host" in result.stderr
+        assert files(lab) == before
+        for node in NODES:
+            assert ssh(lab, node, LEFTOVERS).stdout == ""
+        assert traffic.failures == 0
+        ssh(lab, "haproxy2", "rm -f /etc/ha.d/filler")
+        result = cli(lab, "deploy", cluster=changed)
+        assert result.returncode == 0, result.stdout + result.stderr
+    finally:
+        ssh(lab, "haproxy2", "rm -f /etc/ha.d/filler; cp -a /etc/ha.d/. /root/ha.d.keep/ && "
+                             "umount /etc/ha.d && rm -rf /root/ha.d.keep", check=False)
+    healthy(lab)
+
+
+# -- the password in process lists -------------------------------------------------------------
+
+SAMPLE = ("nohup sh -c 'while [ ! -e /tmp/stop-sampling ]; do "
+          "cat /proc/[0-9]*/cmdline 2>/dev/null | tr \"\\0\" \"\\n\"; echo ---sample---; done' "
+          ">/tmp/args.log 2>/dev/null </dev/null & echo started")
+
+
+def test_the_password_is_in_no_process_arguments_output_or_journal(cluster: Lab,
+                                                                    tmp_path: Path) -> None:
+    lab = cluster
+    secret = "ps-test-secret-7b3c91e0d4"
+    changed = variant(tmp_path, "c.yml", ("lab-only-not-a-secret", secret))
+    for node in NODES:
+        ssh(lab, node, "rm -f /tmp/stop-sampling /tmp/args.log; " + SAMPLE)
+    started = ssh(lab, "haproxy1", "date '+%Y-%m-%d %H:%M:%S'").stdout.strip()
+    result = cli(lab, "deploy", "--verbose", cluster=changed)
+    check = cli(lab, "deploy", "--check", cluster=LAB_CLUSTER)  # its diff, back
+    for node in NODES:
+        ssh(lab, node, "touch /tmp/stop-sampling")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert secret not in result.stdout + result.stderr + check.stdout + check.stderr
+    for node in NODES:
+        samples = int(ssh(lab, node, "grep -c -- ---sample--- /tmp/args.log").stdout)
+        assert samples > 50, samples  # the sampler ran through the whole deploy
+        assert ssh(lab, node, f"grep -c -- {secret} /tmp/args.log", check=False).stdout.strip() \
+            == "0"
+        assert ssh(lab, node, f"journalctl --since '{started}' | grep -c -- {secret}",
+                   check=False).stdout.strip() == "0"
+        assert secret in ssh(lab, node, "cat /etc/ha.d/authkeys").stdout  # it was deployed
+    healthy(lab)
