@@ -29,9 +29,10 @@ LEVELS = {HEALTHY: "healthy", DEGRADED: "degraded", CRITICAL: "critical"}
 # main loop next wakes: up to half a second later, or a keepalive when that is shorter
 # (measured in the lab: 2-500 ms at keepalive 1 s). A new connection to its registration
 # socket wakes it and the clients already waiting get their answers, so every question is
-# asked at once and, while they wait, another casual cl_status call is started every 20 ms
-# (heartbeat's own tool; a casual client's sign-on sends nothing to the cluster). The last
-# of those is left to finish on its own. The links are the node's media interface, which is
+# asked at once and, while they wait, another casual cl_status call is started 20 ms later,
+# then after 20, 40, 80, 160 and 320 ms more (heartbeat's own tool; a casual client's
+# sign-on sends nothing to the cluster; the pauses double so that a loaded node with 16
+# peers is not flooded). The last of those is left to finish on its own. The links are the node's media interface, which is
 # how heartbeat names them.
 PROBE = r"""
 LC_ALL=C
@@ -50,7 +51,7 @@ done
 if [ $up = yes ]; then
   ( echo "resources $(cl_status rscstatus 2>/dev/null || echo unknown)" ) & asked="$asked $!"
   ( __WEDGE__ ) &
-  ( i=0; while [ $i -lt 100 ]; do sleep 0.02; i=$((i + 1))
+  ( for pause in 0.02 0.02 0.04 0.08 0.16 0.32; do sleep $pause
       cl_status rscstatus </dev/null >/dev/null 2>&1 &
     done ) </dev/null >/dev/null 2>&1 &
   waker=$!
