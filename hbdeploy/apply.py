@@ -74,7 +74,7 @@ install="apt-get install -o DPkg::Lock::Timeout=__WAIT__ __OPTIONS__ __PACKAGES_
 $install
 # Should pacemaker and corosync have come along anyway (an apt configuration that installs
 # Recommends regardless), they are not used with crm off: disabled when they came now.
-if [ "$had_pacemaker" = no ]; then
+if [ "$had_pacemaker" = no ] && dpkg-query -W -f '${Status}' pacemaker 2>/dev/null | grep -q 'install ok installed'; then
   systemctl disable --now pacemaker.service corosync.service >/dev/null 2>&1 || true
   echo "disabled pacemaker and corosync (installed as heartbeat dependencies, unused with crm off)"
 fi

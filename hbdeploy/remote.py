@@ -11,6 +11,7 @@ import contextlib
 import io
 import os
 import shlex
+import socket
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,6 +23,9 @@ from invoke.exceptions import UnexpectedExit
 from .errors import HbdeployError
 
 DEFAULT_KNOWN_HOSTS = ("~/.ssh/known_hosts", "~/.ssh/known_hosts2")
+KEEPALIVE = 5  # seconds between SSH keepalives
+DEAD_PEER = 20  # seconds without an acknowledgement before a connection counts as dead
+TCP_USER_TIMEOUT = getattr(socket, "TCP_USER_TIMEOUT", 18)  # Linux
 
 
 class RemoteError(HbdeployError):
@@ -66,6 +70,20 @@ class Remote:
     def is_root(self) -> bool:
         return self.connection.user == "root"
 
+    def _notice_a_dead_peer(self) -> None:
+        """Open the connection (Fabric reopens one a dropped session closed) and make a dead
+        host show as an error within DEAD_PEER seconds instead of TCP's quarter of an hour:
+        SSH keepalives keep data in flight, and TCP_USER_TIMEOUT aborts the connection when
+        the host acknowledges none of it for that long (a live host always does)."""
+        self.connection.open()
+        transport = self.connection.client.get_transport()
+        if transport is None or getattr(transport, "_hbdeploy_hardened", False):
+            return
+        transport.set_keepalive(KEEPALIVE)
+        with contextlib.suppress(OSError, AttributeError):
+            transport.sock.setsockopt(socket.IPPROTO_TCP, TCP_USER_TIMEOUT, DEAD_PEER * 1000)
+        transport._hbdeploy_hardened = True  # type: ignore[attr-defined]
+
     def run(self, command: str, *, check: bool = True, stdin: str | None = None,
             timeout: float | None = 300) -> tuple[int, str, str]:
         """Run ``command`` as root; (exit code, stdout, stderr). RemoteError when it fails."""
@@ -74,6 +92,7 @@ class Remote:
         kwargs = {"hide": True, "warn": True, "timeout": timeout,
                   "in_stream": io.StringIO(stdin) if stdin is not None else False}
         try:
+            self._notice_a_dead_peer()
             if self.is_root:
                 result = self.connection.run(command, **kwargs)
             else:
