@@ -349,7 +349,10 @@ def _deploy(run: Deployment, recap: Recap, check: bool,
     if check:
         run.show(plans)
         return recap
-    if not any(plan.changes_anything for plan in plans.values()) and _already_right(run, recap):
+    breaking = run.break_lock and any(lock.held_by_other(p.facts.lock, p.facts.now)
+                                      for p in plans.values())
+    if (not breaking and not any(plan.changes_anything for plan in plans.values())
+            and _already_right(run, recap)):
         return recap  # one remote command per host: the facts probe
     with lock.holding([t.remote for t in targets], run.command, break_lock=run.break_lock,
                       out=run.out):

@@ -24,6 +24,7 @@ NODES = ("haproxy1", "haproxy2")
 FILES = "sha256sum /etc/ha.d/ha.cf /etc/ha.d/haresources /etc/ha.d/authkeys"
 LEFTOVERS = "ls -A /etc/ha.d | grep -e hbdeploy-new -e '[.]part$' || true"
 SECOND_IP = "10.213.0.101"
+UNUSED_IP = "10.213.0.99"  # in the lab's subnet, on no node
 
 
 def variant(tmp_path: Path, name: str, *changes: tuple[str, str]) -> Path:
@@ -62,8 +63,10 @@ def cluster(lab: Lab) -> Lab:
 class Running:
     """hbdeploy running in the background, its output read line by line as it comes."""
 
-    def __init__(self, lab: Lab, *args: str, cluster: Path = LAB_CLUSTER) -> None:
-        argv = [str(Path(sys.executable).parent / "hbdeploy"), "-S", str(lab.ssh_config_path),
+    def __init__(self, lab: Lab, *args: str, cluster: Path = LAB_CLUSTER,
+                 ssh_config: Path | None = None) -> None:
+        argv = [str(Path(sys.executable).parent / "hbdeploy"), "-S",
+                str(ssh_config or lab.ssh_config_path),
                 "-H", ",".join(NODES), *args]
         if args[0] == "deploy":
             argv += ["--cluster", str(cluster)]
@@ -183,11 +186,16 @@ def test_an_interrupt_leaves_nothing_half_done_and_a_rerun_converges(
     if phase == "firewall":
         assert cli(lab, "firewall.remove").returncode == 0
     old = files(lab)
+    ssh_config = None
+    if phase == "pre-flight":  # haproxy2 at an address nobody has: pre-flight waits on it
+        ssh_config = tmp_path / "ssh_config"
+        ssh_config.write_text(lab.ssh_config_path.read_text().replace(
+            "HostName 10.213.0.12", f"HostName {UNUSED_IP}"))
     with HttpProbe(FLOATING_IP, interval=0.05, timeout=0.5) as traffic, \
             HolderWatch(lab, FLOATING_IP) as watch:
-        run = Running(lab, "deploy", cluster=changed)
+        run = Running(lab, "deploy", cluster=changed, ssh_config=ssh_config)
         if marker is None:
-            time.sleep(0.6)  # imports done, the facts probe under way (a probe takes ~0.7 s)
+            time.sleep(1.5)  # connecting to haproxy2 (ConnectTimeout 5 s)
         else:
             run.wait_for(marker, count=2 if phase == "verify" else 1)
         run.proc.send_signal(sig)
@@ -196,6 +204,9 @@ def test_an_interrupt_leaves_nothing_half_done_and_a_rerun_converges(
     assert "Traceback" not in run.err
     if sig != signal.SIGKILL:
         assert "interrupted" in run.err
+    after = files(lab)
+    if phase == "pre-flight":
+        assert after == old  # nothing was changed
     # Nothing half-done: each file whole (old or new), no staged copy, dpkg sound.
     for node in NODES:
         assert ssh(lab, node, LEFTOVERS).stdout == ""
@@ -214,8 +225,13 @@ def test_an_interrupt_leaves_nothing_half_done_and_a_rerun_converges(
         assert locks == {"haproxy1": "", "haproxy2": ""}, locks
         rerun = cli(lab, "deploy", cluster=changed)
     assert rerun.returncode == 0, rerun.stdout + rerun.stderr
-    now = "new" if files(lab) != old else "old"
-    print(f"{phase}: interrupted with {sig.name}; files then {now}; "
+    new = files(lab)
+    for node in NODES:  # each file as it was, or as the rerun wants it: never a third state
+        for was, then, now in zip(old[node].splitlines(), after[node].splitlines(),
+                                  new[node].splitlines(), strict=True):
+            assert then in (was, now), (node, then)
+    changed_hosts = sum(after[node] != old[node] for node in NODES)
+    print(f"{phase}: interrupted with {sig.name}: {changed_hosts} of 2 hosts had new files; "
           f"{traffic.failures} of {len(traffic.answers)} probes failed")
     healthy(lab)
 
@@ -323,6 +339,7 @@ def test_apt_failing_changes_nothing_on_any_host(cluster: Lab, tmp_path: Path,
         ssh(lab, "haproxy2", "mv /root/held/*.deb /var/cache/apt/archives/")
     assert result.returncode == 1, result.stdout + result.stderr
     assert "haproxy2: cannot install: the packages could not be fetched" in result.stderr
+    print("apt fetch:", result.stderr.strip().replace("\n", " | "))
     assert files(lab) == before and http_name(FLOATING_IP) == "haproxy1"
 
     result = cli(lab, "deploy", cluster=changed)
@@ -348,6 +365,7 @@ def test_a_full_etc_fails_the_push_cleanly(cluster: Lab, tmp_path: Path) -> None
             result = cli(lab, "deploy", cluster=changed)
         assert result.returncode == 1, result.stdout + result.stderr
         assert "haproxy2: writing /etc/ha.d/ha.cf failed" in result.stderr, result.stderr
+        print("full /etc:", result.stderr.strip().replace("\n", " | "))
         assert "no file was written on any host" in result.stderr
         assert files(lab) == before
         for node in NODES:
