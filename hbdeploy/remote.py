@@ -140,7 +140,10 @@ class Remote:
                 handle.write(content.encode())
         except (OSError, paramiko.SSHException, EOFError) as exc:
             self._discard(tmp)
-            reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else exc
+            reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+            free = self._free_kib(os.path.dirname(path))
+            if free is not None and free < 64:  # SFTP reports a full disk as "Failure"
+                reason = f"{reason}: no space left there, {free} KiB free"
             raise RemoteError(f"{self.label}: writing {path} failed ({reason}); the file on "
                               "the host is unchanged") from None
         self.commands += 1
@@ -149,6 +152,15 @@ class Remote:
         self.run(f"install -o root -g root -m {mode:04o} {src} {shlex.quote(tmp)} "
                  f"|| {{ rm -f {src} {shlex.quote(tmp)}; exit 1; }}; rm -f {src}")
         return tmp
+
+    def _free_kib(self, folder: str) -> int | None:
+        """Free space where ``folder`` lives, in KiB (None when it cannot be told)."""
+        try:
+            _, out, _ = self.run(f"df -Pk {shlex.quote(folder)} | awk 'NR == 2 {{print $4}}'",
+                                 check=False, timeout=30)
+        except RemoteError:
+            return None
+        return int(out.strip()) if out.strip().isdigit() else None
 
     def _discard(self, tmp: str) -> None:
         """Remove a temporary file a failed transfer left (best effort)."""

@@ -142,17 +142,16 @@ def test_a_live_lock_refuses_every_command_an_expired_one_is_taken_over(
 
 def test_two_operators_at_once_the_second_is_refused(cluster: Lab, tmp_path: Path) -> None:
     lab = cluster
-    two = variant(tmp_path, "two.yml", ("haproxy1: IPaddr::10.213.0.100/24/eth0",
-                                        f"haproxy1: [IPaddr::10.213.0.100/24/eth0, "
-                                        f"IPaddr::{SECOND_IP}/24/eth0]"))
-    first = Running(lab, "deploy", cluster=two)  # a rolling restart: many seconds
-    poll(lambda: all(lock_lines(lab).values()), 60, 0.05)
+    healthy(lab)
+    warmer = variant(tmp_path, "w.yml", ("warntime: 3", "warntime: 4"))
+    first = Running(lab, "deploy", cluster=warmer)  # a rolling reload: a few seconds
+    first.wait_for("wrote ha.cf")  # it holds the lock from before its first change
     second = cli(lab, "deploy")
     assert first.finish() == 0, first.out + first.err
     assert second.returncode == 1, second.stdout + second.stderr
     assert f"(PID {first.proc.pid}, hbdeploy deploy) since" in second.stderr, second.stderr
     assert lock_lines(lab) == {"haproxy1": "", "haproxy2": ""}
-    assert http_name(SECOND_IP) == "haproxy1"  # the first run's work, whole
+    assert "warntime 4" in ssh(lab, "haproxy2", "cat /etc/ha.d/ha.cf").stdout  # whole
     healthy(lab)
 
 
@@ -365,6 +364,7 @@ def test_a_full_etc_fails_the_push_cleanly(cluster: Lab, tmp_path: Path) -> None
             result = cli(lab, "deploy", cluster=changed)
         assert result.returncode == 1, result.stdout + result.stderr
         assert "haproxy2: writing /etc/ha.d/ha.cf failed" in result.stderr, result.stderr
+        assert "no space left there" in result.stderr
         print("full /etc:", result.stderr.strip().replace("\n", " | "))
         assert "no file was written on any host" in result.stderr
         assert files(lab) == before
