@@ -71,7 +71,11 @@ trap '[ "$own_policy" = yes ] && rm -f /usr/sbin/policy-rc.d' EXIT
 # that heartbeat's own resource manager (crm off) never uses (55 packages instead of 142).
 # net-tools is not a dependency, but heartbeat's IPaddr resource needs ifconfig and route.
 install="apt-get install -o DPkg::Lock::Timeout=__WAIT__ __OPTIONS__ __PACKAGES__"
-$install
+# Into a file, not the SSH session: should the session die (hbdeploy killed, a lost link),
+# apt finishes instead of being cut down by SIGPIPE in the middle of dpkg.
+log=/var/log/hbdeploy-apt.log
+if ! $install </dev/null >$log 2>&1; then tail -n 5 $log >&2; exit 1; fi
+cat $log
 # Should pacemaker and corosync have come along anyway (an apt configuration that installs
 # Recommends regardless), they are not used with crm off: disabled when they came now.
 if [ "$had_pacemaker" = no ] && dpkg-query -W -f '${Status}' pacemaker 2>/dev/null | grep -q 'install ok installed'; then

@@ -129,7 +129,7 @@ class Deployment:
         self.out(f"[{target.host}] {message}")
 
     # -- pre-flight ------------------------------------------------------------------------
-    def gather(self, announce: bool = False) -> dict[str, HostPlan]:
+    def gather(self, announce: bool = False, check: bool = False) -> dict[str, HostPlan]:
         """Facts of every host (with its heartbeat view; ``announce``: each holder announces
         its floating IPs, facts.py), then every pre-flight problem at once, before any
         change."""
@@ -142,8 +142,11 @@ class Deployment:
                 continue
             problems += preflight(target.host, target.node, host_facts, self.cluster)
             owner = lock.held_by_other(host_facts.lock, host_facts.now)
-            if owner and not self.break_lock:
+            if owner and not self.break_lock and not check:  # --check changes nothing
                 problems.append(lock.refusal(target.host, owner, host_facts.now))
+            elif owner and check:
+                self.say(target, "note: another hbdeploy run holds the lock: "
+                                 + owner.describe(host_facts.now))
             plans[target.node.name] = plan_host(target.host, target.node, host_facts,
                                                 self.cluster)
         if problems:
@@ -216,8 +219,8 @@ class Deployment:
         """Install and stage the files on every host in parallel; then, only when that
         worked everywhere, put the files in place, the firewall rules and the supervision.
         A host that cannot take its files (a full disk) thus leaves every host's files as
-        they were. The failures' messages."""
-        staged: dict[str, list[str]] = {}
+        they were (what was staged is removed by deploy_cluster's ``finally``). The
+        failures' messages."""
 
         def first(target: Target) -> None:
             plan, result = plans[target.node.name], self.results[target.node.name]
@@ -234,7 +237,6 @@ class Deployment:
                 step = "files"
                 self._next(target, "files")
                 apply.stage(target.remote, plan, plan.changed_files)
-                staged[target.node.name] = plan.changed_files
                 self.staged[target.node.name] = set(plan.changed_files)
             except HbdeployError:
                 result.steps[step] = "failed"
@@ -242,8 +244,6 @@ class Deployment:
 
         errors = [e for _, e in _parallel(_guard(first), self.targets, self.cancelled) if e]
         if errors:
-            _parallel(lambda t: apply.discard(t.remote, staged.get(t.node.name, [])),
-                      self.targets)
             return [*errors, "no file was written on any host"]
 
         def second(target: Target) -> None:
@@ -343,7 +343,7 @@ def deploy_cluster(cluster: Cluster, connections: Sequence[Connection], *, check
 def _deploy(run: Deployment, recap: Recap, check: bool,
             guard: Callable[[dict[str, HostPlan]], None] | None) -> Recap:
     targets = run.targets
-    plans = run.plans = run.gather(announce=not check)
+    plans = run.plans = run.gather(announce=not check, check=check)
     if guard:
         guard(plans)
     if check:
