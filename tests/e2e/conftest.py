@@ -79,6 +79,17 @@ EOF
 chmod 755 /etc/ha.d/resource.d/hbdeploy-failing"""
 
 
+def variant(tmp_path: Path, name: str, *changes: tuple[str, str]) -> Path:
+    """examples/lab.yml with each (old, new) replaced, written to ``tmp_path / name``."""
+    text = LAB_CLUSTER.read_text()
+    for old, new in changes:
+        assert old in text
+        text = text.replace(old, new)
+    path = tmp_path / name
+    path.write_text(text)
+    return path
+
+
 def cli(lab: Lab, *args: str, tool: str = "hbdeploy", hosts: str | None = "haproxy1,haproxy2",
         cluster: Path = LAB_CLUSTER, timeout: float = 600) -> subprocess.CompletedProcess[str]:
     """Run `hbdeploy` or `fab` (from the repository, so fab finds fabfile.py) on the lab."""

@@ -18,23 +18,13 @@ from hbdeploy.lab.demo import http_name
 from hbdeploy.lab.outage import HolderWatch, HttpProbe
 from hbdeploy.lock import OWNER
 
-from .conftest import FLOATING_IP, LAB_CLUSTER, ROOT, cli, poll, ssh
+from .conftest import FLOATING_IP, LAB_CLUSTER, ROOT, cli, poll, ssh, variant
 
 NODES = ("haproxy1", "haproxy2")
 FILES = "sha256sum /etc/ha.d/ha.cf /etc/ha.d/haresources /etc/ha.d/authkeys"
 LEFTOVERS = "ls -A /etc/ha.d | grep -e hbdeploy-new -e '[.]part$' || true"
 SECOND_IP = "10.213.0.101"
 UNUSED_IP = "10.213.0.99"  # in the lab's subnet, on no node
-
-
-def variant(tmp_path: Path, name: str, *changes: tuple[str, str]) -> Path:
-    text = LAB_CLUSTER.read_text()
-    for old, new in changes:
-        assert old in text
-        text = text.replace(old, new)
-    path = tmp_path / name
-    path.write_text(text)
-    return path
 
 
 def files(lab: Lab) -> dict[str, str]:

@@ -12,21 +12,11 @@ from hbdeploy.lab import Lab
 from hbdeploy.lab.demo import http_name
 from hbdeploy.lab.outage import HolderWatch, HttpProbe
 
-from .conftest import FAILING_RESOURCE, FLOATING_IP, LAB_CLUSTER, cli, poll, ssh
+from .conftest import FAILING_RESOURCE, FLOATING_IP, LAB_CLUSTER, cli, poll, ssh, variant
 
 NODES = ("haproxy1", "haproxy2")
 SECOND_IP = "10.213.0.101"
 FILES = "sha256sum /etc/ha.d/ha.cf /etc/ha.d/haresources /etc/ha.d/authkeys"
-
-
-def variant(tmp_path: Path, name: str, *changes: tuple[str, str]) -> Path:
-    text = LAB_CLUSTER.read_text()
-    for old, new in changes:
-        assert old in text
-        text = text.replace(old, new)
-    path = tmp_path / name
-    path.write_text(text)
-    return path
 
 
 def status(lab: Lab, cluster: Path = LAB_CLUSTER, hosts: str | None = None):
