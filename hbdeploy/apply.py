@@ -53,8 +53,7 @@ if ! $get >/tmp/.hbdeploy-apt.log 2>&1; then
   fi
 fi
 echo ready
-""".replace("__WAIT__", str(DPKG_WAIT)).replace("__OPTIONS__", APT_OPTIONS).replace(
-    "__PACKAGES__", APT_PACKAGES)
+"""
 
 APT_INSTALL = r"""
 set -e
@@ -82,8 +81,15 @@ if [ "$had_pacemaker" = no ] && dpkg-query -W -f '${Status}' pacemaker 2>/dev/nu
   systemctl disable --now pacemaker.service corosync.service >/dev/null 2>&1 || true
   echo "disabled pacemaker and corosync (installed as heartbeat dependencies, unused with crm off)"
 fi
-""".replace("__WAIT__", str(DPKG_WAIT)).replace("__OPTIONS__", APT_OPTIONS).replace(
-    "__PACKAGES__", APT_PACKAGES)
+"""
+
+
+def _apt(script: str) -> str:
+    return (script.replace("__WAIT__", str(DPKG_WAIT)).replace("__OPTIONS__", APT_OPTIONS)
+            .replace("__PACKAGES__", APT_PACKAGES))
+
+
+APT_READY, APT_INSTALL = _apt(APT_READY), _apt(APT_INSTALL)
 
 RPM_INSTALL = """
 set -e
