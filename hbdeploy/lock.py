@@ -164,13 +164,15 @@ def holding(remotes: Sequence[Remote], command: str, *, break_lock: bool = False
         if fresh:
             _acquire(fresh, line, break_lock, out, taken)
         stop = threading.Event()
-        renewer = threading.Thread(target=_renew, args=(fresh, line, stop, out), daemon=True)
-        renewer.start()
+        renewer = threading.Thread(target=_renew, args=(taken, line, stop, out), daemon=True)
+        if taken:  # (a reentrant hold renews nothing: the outer one does)
+            renewer.start()
         try:
             yield
         finally:
             stop.set()
-            renewer.join(40)  # a renewal under way ends before the release
+            if taken:
+                renewer.join(40)  # a renewal under way ends before the release
     finally:
         with _HELD.mutex:
             for remote in remotes:
