@@ -106,7 +106,10 @@ class Owner:
 
 def owner_line(command: str) -> str:
     """This run's owner line (expiry filled in on the node)."""
-    user = getpass.getuser() if hasattr(os, "getuid") else "unknown"
+    try:
+        user = getpass.getuser()
+    except (KeyError, OSError):  # no login name and no passwd entry (some containers)
+        user = f"uid {os.getuid()}"
     fields = (TOKEN, user, socket.gethostname(), str(os.getpid()), command,
               str(int(time.time())), "0")
     return "\t".join(f.replace("\t", " ").replace("\n", " ") for f in fields)
