@@ -47,6 +47,17 @@ def _all_pids() -> list[int]:
     return pids + netns_pids(*network.lab_namespaces())
 
 
+def _unreaped(pids: list[int]) -> list[int]:
+    """Those of ``pids`` still in /proc (running or zombies); our own children are reaped."""
+    left = []
+    for pid in pids:
+        with contextlib.suppress(ChildProcessError):
+            os.waitpid(pid, os.WNOHANG)
+        if Path(f"/proc/{pid}").exists():
+            left.append(pid)
+    return left
+
+
 def _signal_all(pids: list[int], sig: signal.Signals) -> None:
     for pid in pids:
         with contextlib.suppress(ProcessLookupError):
@@ -166,9 +177,13 @@ class Lab:
     def _stop_all(self, deadline: float = 20) -> None:
         """Pull every node's plug: their disks are thrown away next, so a clean power-off
         would only cost time. The container processes go first, then nspawn."""
+        nspawn = [pid for group in nspawn_pids().values() for pid in group]
         _signal_all(netns_pids(*network.lab_namespaces()), signal.SIGKILL)
-        _signal_all([pid for group in nspawn_pids().values() for pid in group], signal.SIGKILL)
-        poll("lab processes gone", lambda: not _all_pids(), deadline)
+        _signal_all(nspawn, signal.SIGKILL)
+        # Gone means reaped too: a killed nspawn stays a zombie ("<defunct>", in ps and
+        # pgrep) until its parent collects it — this process when it booted the node.
+        poll("lab processes gone", lambda: not _all_pids() and not _unreaped(nspawn),
+             deadline)
 
     def _lab_mounts(self) -> list[str]:
         prefix = str(self.state_dir / "nodes") + "/"

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import socket
 import subprocess
+import sys
 import urllib.request
+from pathlib import Path
 
 import pytest
 
@@ -133,5 +135,13 @@ def test_killed_run_then_down_leaves_nothing(lab: Lab) -> None:
     assert ssh(lab, "haproxy1", "uname -n").stdout.strip() == "haproxy1"
     lab.down()
     assert lab.leftovers() == []
+    # Booted and taken down by the CLI, as a script would (`lab.up`, then `lab.down`): down
+    # returns once every nspawn is gone, not even a zombie waiting for init to reap it.
+    hbdeploy = str(Path(sys.executable).parent / "hbdeploy")
+    subprocess.run([hbdeploy, "lab.up", "--nodes", str(LAB_NODES)], check=True,
+                   capture_output=True, timeout=300)
+    subprocess.run([hbdeploy, "lab.down"], check=True, capture_output=True, timeout=120)
+    assert subprocess.run(["pgrep", "-a", "-x", "systemd-nspawn"], capture_output=True,
+                          text=True, check=False).stdout == ""
     lab.up(nodes=LAB_NODES)  # later tests get a fresh lab
     assert len(lab.status()) == LAB_NODES
