@@ -13,9 +13,15 @@ def interrupt(signum: int, _frame: object) -> None:
     raise KeyboardInterrupt
 
 
-def main() -> None:
+def end_runs_cleanly_on_signals() -> None:
+    """Make SIGTERM and SIGHUP interrupt a run like Ctrl-C (main thread only): the step
+    under way on each host ends, no later step starts, the run lock is released."""
     for signum in (signal.SIGTERM, signal.SIGHUP):
         signal.signal(signum, interrupt)
+
+
+def main() -> None:
+    end_runs_cleanly_on_signals()
     try:
         from .main import program
 

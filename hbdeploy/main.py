@@ -2,21 +2,12 @@
 
 from __future__ import annotations
 
-import signal
-
 from fabric import Config, Executor
 from fabric.main import Fab
 
 from . import __version__
-from .cli import interrupt
+from .cli import end_runs_cleanly_on_signals
 from .tasks import namespace
-
-
-def end_runs_cleanly_on_signals() -> None:
-    """Make SIGTERM and SIGHUP interrupt a run like Ctrl-C (main thread only): the step
-    under way on each host ends, no later step starts, the run lock is released."""
-    for signum in (signal.SIGTERM, signal.SIGHUP):
-        signal.signal(signum, interrupt)
 
 
 class Program(Fab):
