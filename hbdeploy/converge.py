@@ -164,10 +164,16 @@ def issues(cluster: Cluster, targets: list[Target], status: ClusterStatus) -> li
 
 
 def _run(targets: list[Target], command: str) -> Callable[[], None]:
-    """A repair: ``command`` on each of ``targets``, one after the other."""
+    """A repair: ``command`` on each of ``targets``, one after the other.
+
+    Its output goes nowhere: a resource that fails to start makes ResourceManager leave
+    ``(sleep 30; hb_standby) &`` behind, which would hold the SSH session (and converge's
+    loop) open for 30 s if it inherited the session's output."""
+    detached = f"( {command} ) </dev/null >/dev/null 2>&1"
+
     def repair() -> None:
         for target in targets:
-            target.remote.run(command, check=False, timeout=120)
+            target.remote.run(detached, check=False, timeout=120)
     return repair
 
 

@@ -239,6 +239,12 @@ def converge_issues(c, views):
     return found, remotes
 
 
+def detached(command: str) -> list[str]:
+    """A repair as converge runs it: its output (and its children's) goes nowhere, so a
+    background child of heartbeat's scripts cannot hold the SSH session open."""
+    return [f"( {command} ) </dev/null >/dev/null 2>&1"]
+
+
 def test_converge_repairs_each_state_a_heal_can_leave() -> None:
     c = cluster()
     found, remotes = converge_issues(c, [view("n1", ["n1"], peer_state="dead"),
@@ -247,20 +253,20 @@ def test_converge_repairs_each_state_a_heal_can_leave() -> None:
     down = found[1]
     assert down.repair and down.patience > 0
     down.repair()
-    assert remotes["n2"].commands == ["systemctl start heartbeat.service"]
+    assert remotes["n2"].commands == detached("systemctl start heartbeat.service")
     (orphan,), remotes = converge_issues(c, [view("n1"), view("n2")])
     orphan.repair()  # type: ignore[misc]
-    assert remotes["n1"].commands == ["/usr/share/heartbeat/hb_takeover local; "
-                                      "/usr/share/heartbeat/ResourceManager takegroup "
-                                      "IPaddr::10.9.0.100"]
+    assert remotes["n1"].commands == detached("/usr/share/heartbeat/hb_takeover local; "
+                                              "/usr/share/heartbeat/ResourceManager "
+                                              "takegroup IPaddr::10.9.0.100")
     (twice,), remotes = converge_issues(c, [view("n1", ["n1"]), view("n2", ["n1"])])
     twice.repair()  # type: ignore[misc]
-    assert remotes["n2"].commands == ["/usr/share/heartbeat/ResourceManager givegroup "
-                                      "IPaddr::10.9.0.100"]
+    assert remotes["n2"].commands == detached("/usr/share/heartbeat/ResourceManager "
+                                              "givegroup IPaddr::10.9.0.100")
     assert not remotes["n1"].commands and "n1 keeps it" in twice.repair_text
     (away,), remotes = converge_issues(c, [view("n1"), view("n2", ["n1"])])
     away.repair()  # type: ignore[misc]
-    assert remotes["n1"].commands == ["/usr/share/heartbeat/hb_takeover local"]
+    assert remotes["n1"].commands == detached("/usr/share/heartbeat/hb_takeover local")
     deadtime = c.timings.deadtime.ms / 1000
     assert away.patience == 2 * deadtime
     busy = view("n2", ["n1"])
