@@ -3,6 +3,7 @@ read them again where it had read the new ones (reload or restart, as the run di
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING
 
 from . import apply
@@ -15,6 +16,7 @@ if TYPE_CHECKING:
 def roll_back(run: Deployment) -> None:
     """Put the previous files back on every host this run wrote to, and make heartbeat
     read them again where it had read the new ones (reload or restart, as it did)."""
+    stopping = []
     for target in run.targets:
         name = target.node.name
         if not run.pushed[name]:
@@ -26,8 +28,7 @@ def roll_back(run: Deployment) -> None:
                     + (f", restored the previous {', '.join(restored)}" if restored else "")
                     + ("; stopping heartbeat" if how else ""))
             if how:
-                target.remote.run("systemctl stop heartbeat.service", check=False,
-                                  timeout=120)
+                stopping.append(target)
             continue
         run.say(target, f"restored the previous {', '.join(restored)}"
                  + {"reload": "; reloading", "restart": "; restarting"}.get(how or "", ""))
@@ -40,3 +41,7 @@ def roll_back(run: Deployment) -> None:
                 apply.restart(target.remote)
         except RemoteError as exc:
             run.say(target, f"heartbeat with the previous files failed too: {exc}")
+    # Nodes that had no configuration served nothing before this run: stopped all at once.
+    with ThreadPoolExecutor(max_workers=max(1, len(stopping))) as pool:
+        list(pool.map(lambda t: t.remote.run("systemctl stop heartbeat.service", check=False,
+                                             timeout=120), stopping))
