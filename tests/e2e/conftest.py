@@ -35,7 +35,7 @@ def lab() -> Iterator[Lab]:
 
 JOURNAL = ("journalctl -q --no-pager -o short-precise --since -4min "
            "-u heartbeat -u hbdeploy-guard -t heartbeat -t ipfail -t ResourceManager "
-           "| grep -v 'Pam\\|sshd\\|SIGCHLD\\|Auto failback delayed' | tail -n 150")
+           "| grep -v 'Pam\\|sshd\\|SIGCHLD\\|Auto failback delayed\\|: debug: ' | tail -n 80")
 
 
 @pytest.hookimpl(hookwrapper=True)
@@ -49,7 +49,8 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo) -> Itera
         return
     for machine in lab.machines():
         try:
-            text = ssh(lab, machine.name, JOURNAL, check=False, timeout=20).stdout
+            got = ssh(lab, machine.name, JOURNAL, check=False, timeout=20)
+            text = got.stdout or f"(nothing: exit {got.returncode}, {got.stderr.strip()!r})"
         except (subprocess.SubprocessError, OSError) as exc:
             text = f"(no journal: {exc})"
         rep.sections.append((f"heartbeat journal {machine.name}", text))
