@@ -21,15 +21,27 @@ class HandoverError(HbdeployError):
     """A move of resources did not complete in time."""
 
 
+Fault = Callable[[], list[str]]  # journal lines that say the move cannot succeed
+FAULT_EVERY = 2.0  # seconds between two looks at the journals for a Fault
+
+
 def wait_placement(cluster: Cluster, targets: list[Target],
                    wanted: Callable[[dict[str, list[str]]], bool], deadline: float,
-                   what: str) -> ClusterStatus:
-    """Poll the cluster until ``wanted(groups -> holders)`` is true."""
+                   what: str, fault: Fault | None = None) -> ClusterStatus:
+    """Poll the cluster until ``wanted(groups -> holders)`` is true; HandoverError past
+    ``deadline``, or at once when ``fault`` (asked every FAULT_EVERY s) returns lines."""
     end = time.monotonic() + deadline
+    fault_next = time.monotonic() + FAULT_EVERY
     while True:
         status = snapshot(cluster, targets)
         if wanted(status.groups):
             return status
+        if fault and time.monotonic() >= fault_next:
+            fault_next = time.monotonic() + FAULT_EVERY
+            lines = fault()
+            if lines:
+                raise HandoverError(f"{what}: the groups cannot start there: "
+                                    + "; ".join(lines))
         if time.monotonic() > end:
             raise HandoverError(f"{what}: not within {deadline:.0f}s; holders now: "
                                 + ", ".join(f"{g}={'+'.join(h) or 'none'}"
@@ -69,13 +81,14 @@ def await_quiet(cluster: Cluster, targets: list[Target]) -> bool:
 
 
 def hand_over(cluster: Cluster, targets: list[Target], target: Target, groups: list[str],
-              note: Callable[[str], None]) -> None:
+              note: Callable[[str], None], fault: Fault | None = None) -> None:
     """``hb_standby`` on ``target`` until each of ``groups`` is held by one other node.
 
     Asked once heartbeat is quiet (:func:`await_quiet`), and asked again once when the
     first request moved nothing within 2 x deadtime + 5 s (heartbeat drops a request it
     gets no answer to: "No reply to standby request. Standby request cancelled"). Raises
-    HandoverError past move_deadline."""
+    HandoverError past move_deadline, or as soon as ``fault`` finds lines (a peer whose
+    new files cannot start the groups gives them back, and asking again cannot help)."""
     node = target.node.name
     if not await_quiet(cluster, targets):
         note("heartbeat's journal was not quiet for "
@@ -90,7 +103,7 @@ def hand_over(cluster: Cluster, targets: list[Target], target: Target, groups: l
     start = time.monotonic()
     target.remote.run(HB_STANDBY, timeout=120)
     try:
-        wait_placement(cluster, targets, moved, first, what)
+        wait_placement(cluster, targets, moved, first, what, fault)
         return
     except HandoverError:
         status = snapshot(cluster, targets)
@@ -98,7 +111,8 @@ def hand_over(cluster: Cluster, targets: list[Target], target: Target, groups: l
         if not all(held.get(g) == [node] for g in groups):
             # something moved (or failed to start): no second request, wait it out
             wait_placement(cluster, targets, moved,
-                           max(1.0, move_deadline(cluster) - (time.monotonic() - start)), what)
+                           max(1.0, move_deadline(cluster) - (time.monotonic() - start)), what,
+                           fault)
             return
     by_node = {t.node.name: t for t in targets}
     for wedge in wedges(cluster, status.nodes):
@@ -108,7 +122,7 @@ def hand_over(cluster: Cluster, targets: list[Target], target: Target, groups: l
          f"on {node}); asking again (hb_standby)")
     target.remote.run(HB_STANDBY, timeout=120)
     wait_placement(cluster, targets, moved,
-                   max(first, move_deadline(cluster) - (time.monotonic() - start)), what)
+                   max(first, move_deadline(cluster) - (time.monotonic() - start)), what, fault)
 
 
 def two_nodes_only(cluster: Cluster, what: str) -> None:

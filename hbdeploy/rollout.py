@@ -243,9 +243,15 @@ class Rollout:
         """hb_standby on ``target``; when its groups do not land elsewhere, the updated peers
         are rolled back and ``target`` takes its groups back."""
         self.say(target, f"handing {', '.join(groups)} over to a peer before its restart")
+        started = time.monotonic()
+
+        def fault() -> list[str]:  # an updated peer's journal blames its new files
+            found = config_fault(updated, time.monotonic() - started)
+            return [f"{node}: {line}" for node, lines in found.items() for line in lines]
+
         try:
             hand_over(self.cluster, self.targets, target, groups,
-                      lambda line: self.say(target, line))
+                      lambda line: self.say(target, line), fault)
         except HbdeployError as exc:
             self.say(target, f"FAILED: {exc}")
             for peer in updated:

@@ -208,6 +208,9 @@ def test_rollback_when_the_new_files_do_not_come_up(serving: Lab, tmp_path: Path
     assert "Traceback" not in result.stderr
     assert "journal:" in result.stdout
     assert "previous files" in result.stderr
+    # haproxy2, restarted first, could not start the group it was handed: said at once, from
+    # its journal, not after the handover's timeouts.
+    assert "the groups cannot start there: haproxy2: " in result.stderr, result.stderr
     assert {n: ssh(lab, n, FILES).stdout for n in NODES} == before
     settle(lab)
     assert status(lab)[0] == 0
