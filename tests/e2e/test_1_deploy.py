@@ -38,6 +38,23 @@ ANNOUNCING = ("pgrep -x send_arp >/dev/null || [ \"$(ps -o etimes= -p "
               "\"$(systemctl show -p MainPID --value heartbeat)\" | tr -d ' ')\" -lt 8 ]")
 
 
+def flipped(lab: Lab, tmp_path: Path, key: str, lab_value: str, other: str
+            ) -> tuple[Path, str]:
+    """The cluster file whose ``key`` is the value the nodes do not have (examples/lab.yml's
+    ``lab_value`` or ``other``), and that value: consecutive tests change ha.cf in turn
+    without a deploy back to examples/lab.yml in between (each rollout costs ~8 s)."""
+    if f"{key} {other}" in ssh(lab, "haproxy1", "cat /etc/ha.d/ha.cf").stdout:
+        return LAB_CLUSTER, lab_value
+    return variant(tmp_path, f"{key}: {lab_value}", f"{key}: {other}"), other
+
+
+def back_to_lab_yml(lab: Lab, cluster: Path) -> None:
+    """Where the test left the nodes on another file than examples/lab.yml: deploy it."""
+    if cluster != LAB_CLUSTER:
+        back = cli(lab, "deploy")
+        assert back.returncode == 0, back.stdout + back.stderr
+
+
 def changes(samples: list[tuple[str, ...]]) -> list[tuple[str, ...]]:
     """``samples`` without consecutive repeats: who held the IP, in the order seen."""
     return [s for i, s in enumerate(samples) if i == 0 or s != samples[i - 1]]
@@ -131,6 +148,8 @@ def test_check_shows_the_diff_and_changes_nothing_then_deploy_applies(
         deployed: Lab, tmp_path: Path) -> None:
     lab = deployed
     faster = variant(tmp_path, "keepalive: 1", "keepalive: 500ms")
+    if flipped(lab, tmp_path, "keepalive", "1", "500ms")[0] == LAB_CLUSTER:  # on 500ms
+        assert cli(lab, "deploy").returncode == 0
     before = {n: state(lab, n) for n in NODES}
     result = cli(lab, "deploy", "--check", cluster=faster)
     assert result.returncode == 0, result.stderr
@@ -143,7 +162,7 @@ def test_check_shows_the_diff_and_changes_nothing_then_deploy_applies(
     for node in NODES:
         assert "keepalive 500ms" in ssh(lab, node, "cat /etc/ha.d/ha.cf").stdout
     assert http_name(FLOATING_IP) == "haproxy1"
-    assert cli(lab, "deploy").returncode == 0  # back to examples/lab.yml
+    # left on keepalive 500ms: the next test's change takes it back to examples/lab.yml
 
 
 def test_a_reexec_stuck_on_a_core_process_is_freed(deployed: Lab, tmp_path: Path) -> None:
@@ -152,18 +171,17 @@ def test_a_reexec_stuck_on_a_core_process_is_freed(deployed: Lab, tmp_path: Path
     the master's SIGTERM stays pending) stands in for it: deploy frees it and says so,
     heartbeat re-executes with the new file and the floating IP stays where it was."""
     lab = deployed
-    faster = variant(tmp_path, "keepalive: 1", "keepalive: 500ms")
+    changed, keepalive = flipped(lab, tmp_path, "keepalive", "1", "500ms")
     frozen = ssh(lab, "haproxy2", "pid=$(pgrep -f '^heartbeat: read:' | head -1); "
                                   "kill -STOP $pid && echo $pid").stdout.strip()
     assert frozen.isdigit()
-    result = cli(lab, "deploy", cluster=faster)
+    result = cli(lab, "deploy", cluster=changed)
     assert result.returncode == 0, result.stdout + result.stderr
     assert f"stuck on core process(es) {frozen}" in result.stdout, result.stdout
-    assert "keepalive 500ms" in ssh(lab, "haproxy2", "cat /etc/ha.d/ha.cf").stdout
+    assert f"keepalive {keepalive}\n" in ssh(lab, "haproxy2", "cat /etc/ha.d/ha.cf").stdout
     assert ssh(lab, "haproxy2", f"kill -0 {frozen}", check=False).returncode != 0
     assert http_name(FLOATING_IP) == "haproxy1"
-    back = cli(lab, "deploy")  # back to examples/lab.yml
-    assert back.returncode == 0, back.stdout + back.stderr
+    back_to_lab_yml(lab, changed)
 
 
 def test_hostname_mismatch_stops_before_any_change(deployed: Lab, tmp_path: Path) -> None:
@@ -232,18 +250,18 @@ def test_deploy_as_a_user_with_sudo(deployed: Lab, tmp_path: Path) -> None:
         ssh(lab, node, SUDO_USER)
     config = tmp_path / "ssh_config"
     config.write_text(lab.ssh_config_path.read_text().replace("User root", "User ops"))
-    changed = variant(tmp_path, "warntime: 3", "warntime: 4")
+    changed, warntime = flipped(lab, tmp_path, "warntime", "3", "4")
     result = subprocess.run(
         [str(Path(sys.executable).parent / "hbdeploy"), "-S", str(config), "-H",
          "haproxy1,haproxy2", "deploy", "--cluster", str(changed)],
         capture_output=True, text=True, timeout=300, check=False)
     assert result.returncode == 0, result.stdout + result.stderr
     for node in NODES:
-        assert "warntime 4" in ssh(lab, node, "cat /etc/ha.d/ha.cf").stdout
+        assert f"warntime {warntime}\n" in ssh(lab, node, "cat /etc/ha.d/ha.cf").stdout
         modes = ssh(lab, node, "stat -c '%U %a' /etc/ha.d/ha.cf /etc/ha.d/authkeys").stdout
         assert modes.split("\n")[:2] == ["root 644", "root 600"]
         assert not ssh(lab, node, "ls /home/ops/.hbdeploy-* 2>/dev/null", check=False).stdout
-    assert cli(lab, "deploy").returncode == 0
+    # left as it is: the next test's change takes it back to examples/lab.yml
 
 
 def test_deploy_with_fabrics_key_flag_and_a_sudo_password(deployed: Lab, tmp_path: Path) -> None:
@@ -260,7 +278,7 @@ def test_deploy_with_fabrics_key_flag_and_a_sudo_password(deployed: Lab, tmp_pat
     config = tmp_path / "ssh_config"
     config.write_text("".join(line for line in text.splitlines(keepends=True)
                               if "IdentityFile" not in line))
-    changed = variant(tmp_path, "warntime: 3", "warntime: 4")
+    changed, warntime = flipped(lab, tmp_path, "warntime", "3", "4")
     result = subprocess.run(
         [str(Path(sys.executable).parent / "hbdeploy"), "-S", str(config), "-i",
          str(lab.key_file), "--prompt-for-sudo-password", "-H", "haproxy1,haproxy2", "deploy",
@@ -270,8 +288,8 @@ def test_deploy_with_fabrics_key_flag_and_a_sudo_password(deployed: Lab, tmp_pat
     assert result.returncode == 0, result.stdout + result.stderr
     assert password not in result.stdout + result.stderr
     for node in NODES:
-        assert "warntime 4" in ssh(lab, node, "cat /etc/ha.d/ha.cf").stdout
-    assert cli(lab, "deploy").returncode == 0
+        assert f"warntime {warntime}\n" in ssh(lab, node, "cat /etc/ha.d/ha.cf").stdout
+    back_to_lab_yml(lab, changed)
 
 
 def test_firewall_under_input_drop(deployed: Lab) -> None:
