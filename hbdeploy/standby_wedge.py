@@ -15,7 +15,7 @@ hbdeploy ends it with heartbeat's own cluster messages (``ha_clustermsg``, as
 "done" ends B's part. A peer in no exchange ignores both ("Ignored standby message").
 A node is judged stuck on heartbeat's own word: its journal shows it agreed to a peer's
 request ("<peer> wants to go standby", or an ignored request with the hour's timer running)
-and no end of that exchange since, at least 2 x deadtime + 10 s (20 s at least) ago, while
+and no end of that exchange since, at least 2 x deadtime (10 s at least) ago, while
 it reports its resources in transition; and every node that is not stuck reports its own
 stable. That excludes an exchange under way: its asking node is in transition until the
 end. Two nodes can be stuck at once (each agreed to the other's request, as a
@@ -67,9 +67,13 @@ RELEASE = (". /etc/ha.d/shellfuncs && for i in 1 2; do "
 
 
 def patience(cluster: Cluster) -> float:
-    """How long an exchange must have lasted to be judged dropped: well past what a
-    release by heartbeat's resource scripts takes (an exchange under way looks the same)."""
-    return max(20.0, 2 * cluster.timings.deadtime.ms / 1000 + 10)
+    """How long an exchange must have lasted to be judged dropped. An exchange under way
+    has its asker in transition until its end, which the judgement requires not to be the
+    case; this wait only covers the moments in between (a request sent, the asker not yet
+    in transition). It was 2 x deadtime + 10 s (20 s at least) until a rolling update of
+    haresources was seen to wedge at every restart of the holder (the restarted node's
+    request, dropped): 20 s of no failback each time."""
+    return max(10.0, 2 * cluster.timings.deadtime.ms / 1000)
 
 
 @dataclass(frozen=True)

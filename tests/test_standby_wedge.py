@@ -7,7 +7,7 @@ import subprocess
 
 from test_day2_logic import cluster
 
-from hbdeploy.standby_wedge import PROBE, wedges
+from hbdeploy.standby_wedge import PROBE, patience, wedges
 from hbdeploy.status import NodeView, parse_view
 
 
@@ -45,9 +45,10 @@ def node(name: str, resources: str, wait: int = 0) -> NodeView:
 
 
 def test_only_a_stuck_node_beside_stable_peers_is_a_wedge() -> None:
-    c = cluster()  # deadtime 30 s by default: patience 70 s
-    deadtime = c.timings.deadtime.ms / 1000
-    old = int(2 * deadtime + 10) + 1
+    c = cluster()  # deadtime 5 s by default: patience 10 s (2 x deadtime, 10 s at least)
+    assert patience(c) == 10
+    assert patience(cluster(warntime=10, deadtime=30, initdead=60)) == 60
+    old = int(patience(c)) + 1
     found = wedges(c, [node("n1", "local"), node("n2", "transition", old)])
     assert [(w.stuck, w.sender) for w in found] == [("n2", "n1")]
     assert "ended it with two standby 'done' messages from n1" in found[0].repair_text()
