@@ -110,35 +110,49 @@ def fake_lock(lab: Lab, node: str, expires_in: int) -> None:
 def test_a_live_lock_refuses_every_command_an_expired_one_is_taken_over(
         cluster: Lab, tmp_path: Path) -> None:
     lab = cluster
-    warmer = variant(tmp_path, "w.yml", ("warntime: 3", "warntime: 4"))
-    fake_lock(lab, "haproxy2", 300)
-    before = files(lab)
-    for args in (["deploy"], ["standby", "haproxy1", "--cluster", str(LAB_CLUSTER)],
-                 ["drill", "--yes", "--cluster", str(LAB_CLUSTER)]):
-        result = cli(lab, *args)
-        assert result.returncode == 1, result.stdout + result.stderr
-        assert ("haproxy2: locked by another hbdeploy run: alice@laptop2 (PID 4242, hbdeploy "
-                "deploy) since") in result.stderr, result.stderr
-        assert "--break-lock" in result.stderr and "Traceback" not in result.stderr
-    assert files(lab) == before and http_name(FLOATING_IP) == "haproxy1"
-    check = cli(lab, "deploy", "--check", cluster=warmer)  # read-only: not refused
-    assert check.returncode == 0, check.stdout + check.stderr
-    assert "[haproxy2] note: another hbdeploy run holds the lock: alice@laptop2" in check.stdout
-    result = cli(lab, "deploy", cluster=warmer)  # a change: the lock is needed, and live
-    assert result.returncode == 1 and "alice@laptop2" in result.stderr
-    assert files(lab) == before
+    try:
+        warmer = variant(tmp_path, "w.yml", ("warntime: 3", "warntime: 4"))
+        three = variant(tmp_path, "three.yml",
+                        ("  haproxy2: 10.213.0.12\n",
+                         "  haproxy2: 10.213.0.12\n  haproxy3: 10.213.0.13\n"))
+        fake_lock(lab, "haproxy2", 300)
+        before = files(lab)
+        pair = ",".join(NODES)
+        for args, hosts, host in (
+                (["deploy"], pair, "haproxy2"),
+                (["standby", "haproxy1", "--cluster", str(LAB_CLUSTER)], pair, "haproxy2"),
+                (["drill", "--yes", "--cluster", str(LAB_CLUSTER)], pair, "haproxy2"),
+                # it reloads the running nodes, reached at the cluster file's addresses
+                (["bootstrap", "--cluster", str(three)], "haproxy3", "10.213.0.12")):
+            result = cli(lab, *args, hosts=hosts)
+            assert result.returncode == 1, result.stdout + result.stderr
+            assert (f"{host}: locked by another hbdeploy run: alice@laptop2 (PID 4242, hbdeploy "
+                    "deploy) since") in result.stderr, result.stderr
+            assert "--break-lock" in result.stderr and "Traceback" not in result.stderr
+        assert files(lab) == before and http_name(FLOATING_IP) == "haproxy1"
+        # the spare that bootstrap would have joined got nothing either
+        assert ssh(lab, "haproxy3", "dpkg -s heartbeat", check=False).returncode != 0
+        check = cli(lab, "deploy", "--check", cluster=warmer)  # read-only: not refused
+        assert check.returncode == 0, check.stdout + check.stderr
+        assert "[haproxy2] note: another hbdeploy run holds the lock: alice@laptop2" in check.stdout
+        result = cli(lab, "deploy", cluster=warmer)  # a change: the lock is needed, and live
+        assert result.returncode == 1 and "alice@laptop2" in result.stderr
+        assert files(lab) == before
 
-    fake_lock(lab, "haproxy2", -1)  # its holder died long ago
-    result = cli(lab, "deploy", cluster=warmer)
-    assert result.returncode == 0, result.stdout + result.stderr
-    assert "[haproxy2] took over the expired lock of alice@laptop2 (PID 4242" in result.stdout
-    assert lock_lines(lab) == {"haproxy1": "", "haproxy2": ""}  # released
+        fake_lock(lab, "haproxy2", -1)  # its holder died long ago
+        result = cli(lab, "deploy", cluster=warmer)
+        assert result.returncode == 0, result.stdout + result.stderr
+        assert "[haproxy2] took over the expired lock of alice@laptop2 (PID 4242" in result.stdout
+        assert lock_lines(lab) == {"haproxy1": "", "haproxy2": ""}  # released
 
-    fake_lock(lab, "haproxy1", 300)
-    result = cli(lab, "deploy", "--break-lock")
-    assert result.returncode == 0, result.stdout + result.stderr
-    assert "[haproxy1] broke the lock of alice@laptop2 (PID 4242" in result.stdout
-    assert lock_lines(lab) == {"haproxy1": "", "haproxy2": ""}
+        fake_lock(lab, "haproxy1", 300)
+        result = cli(lab, "deploy", "--break-lock")
+        assert result.returncode == 0, result.stdout + result.stderr
+        assert "[haproxy1] broke the lock of alice@laptop2 (PID 4242" in result.stdout
+        assert lock_lines(lab) == {"haproxy1": "", "haproxy2": ""}
+    finally:  # a failure above must not leave the fake lock to the tests after it
+        for node in NODES:
+            ssh(lab, node, f"rm -f {OWNER}", check=False)
 
 
 def test_two_operators_at_once_the_second_is_refused(cluster: Lab, tmp_path: Path) -> None:
