@@ -71,8 +71,8 @@ def patience(cluster: Cluster) -> float:
     has its asker in transition until its end, which the judgement requires not to be the
     case; this wait only covers the moments in between (a request sent, the asker not yet
     in transition). It was 2 x deadtime + 10 s (20 s at least) until a rolling update of
-    haresources was seen to wedge at every restart of the holder (the restarted node's
-    request, dropped): 20 s of no failback each time."""
+    haresources was seen to wedge at the restart of the holder (the restarted node's
+    request, dropped): 22 s without failback."""
     return max(10.0, 2 * cluster.timings.deadtime.ms / 1000)
 
 
