@@ -38,6 +38,12 @@ JOURNAL = ("journalctl -q --no-pager -o short-precise --since -4min "
            "| grep -v 'Pam\\|sshd\\|SIGCHLD\\|Auto failback delayed\\|: debug: ' | tail -n 80")
 
 
+# What refused a connection: sshd's and PAM's lines, without the sessions opened and closed.
+SSHD_JOURNAL = ("journalctl -q --no-pager -o short-precise --since -4min -u ssh -t sshd "
+                "| grep -v 'session opened\\|session closed\\|Accepted publickey"
+                "\\|Disconnected from\\|Received disconnect' | tail -n 30")
+
+
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo) -> Iterator[None]:
     """A failed lab test's report carries each running node's last heartbeat lines: on CI
@@ -54,6 +60,8 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo) -> Itera
         except (subprocess.SubprocessError, OSError) as exc:
             text = f"(no journal: {exc})"
         rep.sections.append((f"heartbeat journal {machine.name}", text))
+        sshd = ssh(lab, machine.name, SSHD_JOURNAL, check=False, timeout=20).stdout
+        rep.sections.append((f"sshd journal {machine.name}", sshd or "(nothing)"))
 
 
 def ssh(lab: Lab, node: str, command: str, check: bool = True,
