@@ -8,7 +8,7 @@ import shlex
 import time
 
 from . import firewall, supervision
-from .plan import HostPlan, os_family
+from .plan import HostPlan
 from .remote import Remote, RemoteError
 
 BACKUP_DIR = "/etc/ha.d/.hbdeploy"
@@ -91,12 +91,6 @@ def _apt(script: str) -> str:
 
 APT_READY, APT_INSTALL = _apt(APT_READY), _apt(APT_INSTALL)
 
-RPM_INSTALL = """
-set -e
-if command -v dnf >/dev/null 2>&1; then dnf install -y heartbeat; else yum install -y heartbeat; fi
-"""
-
-
 APT_FAILURES = {
     "dpkg-locked": (f"another process held the dpkg lock for more than {DPKG_WAIT} s: {{}}; "
                     "let it finish (or stop it), then rerun"),
@@ -108,9 +102,7 @@ APT_FAILURES = {
 
 
 def ready_to_install(remote: Remote, plan: HostPlan) -> None:
-    """RemoteError naming the cause when the host could not install now (apt hosts)."""
-    if os_family(plan.facts) != "apt":
-        return
+    """RemoteError naming the cause when the host could not install now."""
     code, out, err = remote.run(APT_READY, check=False, timeout=DPKG_WAIT + 600)
     why, _, detail = out.strip().splitlines()[-1].partition("\t") if out.strip() else ("", "", "")
     if code == 3 and why in APT_FAILURES:
@@ -122,10 +114,8 @@ def ready_to_install(remote: Remote, plan: HostPlan) -> None:
 
 
 def install(remote: Remote, plan: HostPlan) -> str:
-    """Install heartbeat (apt, with net-tools for its IPaddr; or dnf/yum on the RHEL
-    family)."""
-    script = APT_INSTALL if os_family(plan.facts) == "apt" else RPM_INSTALL
-    _, out, _ = remote.run(script, timeout=900)
+    """Install heartbeat with apt, with net-tools for its IPaddr."""
+    _, out, _ = remote.run(APT_INSTALL, timeout=900)
     return out
 
 

@@ -33,6 +33,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from . import layout
 from .announce import announce_holders
 from .handover import HB_TAKEOVER
 from .model import Cluster
@@ -48,7 +49,7 @@ FAULTS = re.compile(r"Giving up resources due to failure of|Return code [1-9][0-
                     r"Illegal directive|Bad permissions on keyfile|Authentication file|"
                     r"cannot open authentication file|Unknown node|ERROR: .* failed \(rc=")
 SETTLE_POLL = 0.5
-RESOURCE_MANAGER = "/usr/share/heartbeat/ResourceManager"
+RESOURCE_MANAGER = layout.RESOURCE_MANAGER
 
 
 @dataclass

@@ -14,7 +14,7 @@ import shlex
 from dataclasses import dataclass, field
 
 from . import announce as announce_script
-from . import firewall, lock, status, supervision
+from . import firewall, layout, lock, status, supervision
 from .model import Cluster
 from .remote import Remote
 from .render import FILES
@@ -31,10 +31,8 @@ if [ -d /run/systemd/system ]; then p init systemd; else p init other; fi
 if command -v dpkg-query >/dev/null 2>&1; then
   p pkg_tool apt
   p pkg_version "$(dpkg-query -W -f '${Status} ${Version}' heartbeat 2>/dev/null | sed -n 's/^install ok installed //p')"
-elif command -v rpm >/dev/null 2>&1; then
-  if command -v dnf >/dev/null 2>&1; then p pkg_tool dnf; else p pkg_tool yum; fi
-  p pkg_version "$(rpm -q --qf '%{VERSION}-%{RELEASE}' heartbeat 2>/dev/null | grep -v 'not installed')"
 else p pkg_tool none; fi
+for f in __TOOLS__; do [ -x "$f" ] && p has "$f"; done
 command -v ifconfig >/dev/null 2>&1 && p net_tools yes  # heartbeat's IPaddr needs ifconfig
 for f in ha.cf haresources authkeys; do
   if [ -f /etc/ha.d/$f ]; then p "sha_$f" "$(sha256sum /etc/ha.d/$f | cut -d' ' -f1)"; p "mode_$f" "$(stat -c '%a %U' /etc/ha.d/$f)"; fi
@@ -66,6 +64,8 @@ true
     .replace("__MARK__", firewall.BACKEND_MARK))
 
 
+TOOLS = " ".join((*layout.TOOLS, layout.IPFAIL))
+
 # Each floating IP: announced in the background where it is held (announce.py's script,
 # detached so that the command returns at once), pinged where it is not and heartbeat runs.
 FLOATING = r"""
@@ -91,7 +91,9 @@ def probe(cluster: Cluster | None = None, node: str = "", announce: bool = False
     the node's heartbeat view and pings the floating IPs the host does not hold; with
     ``announce`` the host announces those it holds."""
     if cluster is None:
-        return PROBE.replace("__STATUS__", "").replace("__FLOATING__", "")
+        return PROBE.replace("__TOOLS__", TOOLS).replace("__STATUS__", "").replace(
+            "__FLOATING__", "")
+    tools = " ".join((TOOLS, *layout.resource_paths(cluster.resource_scripts())))
     ips = " ".join(shlex.quote(ip) for ip in cluster.floating_ips())
     # Detached, at the start of the run: it repeats for 2 s, past the 1 s during which
     # Linux (neighbour locktime) ignores an update of an entry it has just learned.
@@ -102,7 +104,8 @@ def probe(cluster: Cluster | None = None, node: str = "", announce: bool = False
     floating = (FLOATING.replace("__IPS__", ips).replace("__ANNOUNCE__", "yes" if announce
                                                          else "no")
                 .replace("__ANNOUNCE_SCRIPT__", arp.replace("'", "'\\''")))
-    return PROBE.replace("__STATUS__", status_part).replace("__FLOATING__", floating)
+    return (PROBE.replace("__TOOLS__", tools).replace("__STATUS__", status_part)
+            .replace("__FLOATING__", floating))
 
 
 @dataclass
@@ -124,6 +127,7 @@ class HostFacts:
     hb_pid: int = 0
     addresses: list[tuple[str, str]] = field(default_factory=list)  # (interface, ip)
     links: list[str] = field(default_factory=list)
+    has: list[str] = field(default_factory=list)  # heartbeat's tools and resource scripts
     fw_active: list[str] = field(default_factory=list)
     fw_tools: list[str] = field(default_factory=list)
     fw_firewalld: str = ""  # firewalld's version, when it is running
@@ -173,6 +177,8 @@ def parse(output: str) -> HostFacts:
             facts.links.append(value)
         elif key == "fw_active":
             facts.fw_active.append(value)
+        elif key == "has":
+            facts.has.append(value)
         elif key == "fw_tool":
             facts.fw_tools.append(value)
         elif key == "view":

@@ -6,6 +6,7 @@ import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
+from . import layout
 from .errors import HbdeployError
 from .model import Cluster
 from .probe import Prober
@@ -13,8 +14,7 @@ from .standby_wedge import RELEASE, wedges
 from .status import ClusterStatus, snapshot
 from .targets import Target
 
-HB_STANDBY = "/usr/share/heartbeat/hb_standby"
-HB_TAKEOVER = "/usr/share/heartbeat/hb_takeover"
+HB_STANDBY, HB_TAKEOVER = layout.HB_STANDBY, layout.HB_TAKEOVER
 
 
 class HandoverError(HbdeployError):

@@ -8,8 +8,6 @@ from pathlib import Path
 
 from .secret import Secret
 
-DEBIAN_IPFAIL = "/usr/libexec/heartbeat/ipfail"
-
 
 @dataclass(frozen=True)
 class Duration:
@@ -32,6 +30,7 @@ class Node:
     name: str
     ip: str
     interface: str
+    install: bool = True  # False: the operator provides heartbeat; pre-flight checks it
 
 
 @dataclass(frozen=True)
@@ -148,3 +147,8 @@ class Cluster:
 
     def floating_ips(self) -> tuple[str, ...]:
         return tuple(ip for group in self.groups for ip in group.floating_ips())
+
+    def resource_scripts(self) -> tuple[str, ...]:
+        """The resource scripts haresources starts (``IPaddr::…`` is ``IPaddr``)."""
+        return tuple(sorted({resource.partition("::")[0] for group in self.groups
+                             for resource in group.resources}))

@@ -9,30 +9,37 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass, field
 
-from . import firewall, supervision
+from . import firewall, layout, supervision
 from .facts import HostFacts
-from .model import DEBIAN_IPFAIL, Cluster, Node
+from .model import Cluster, Node
 from .render import RenderedFile, render_node
 
-APT_FAMILY = ("debian", "ubuntu")
-RHEL_FAMILY = ("rhel", "centos", "rocky", "almalinux", "fedora", "ol")
-RHEL_IPFAIL = "/usr/lib64/heartbeat/ipfail"
-DEBIAN_HEARTBEAT = "/usr/libexec/heartbeat/heartbeat"
-RHEL_HEARTBEAT = "/usr/lib64/heartbeat/heartbeat"
+# What hbdeploy is tested on, end to end (the lab boots both): Debian 12 and 13.
+SUPPORTED = {"debian": ("12", "13")}
+RHEL_FAMILY = ("rhel", "centos", "rocky", "almalinux", "fedora", "ol", "amzn")
 
 
 def sha256(text: str) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
 
 
-def os_family(facts: HostFacts) -> str | None:
-    """``apt``, ``rpm`` or None (unsupported)."""
+def unsupported_os(facts: HostFacts) -> str | None:
+    """Why hbdeploy refuses this host's OS, or None when it is a supported one."""
+    name = f"{facts.os_id or 'an unknown OS'} {facts.os_version}".strip()
+    if facts.os_id in SUPPORTED and facts.os_version in SUPPORTED[facts.os_id]:
+        return None
     ids = {facts.os_id, *facts.os_like.split()}
-    if ids & set(APT_FAMILY):
-        return "apt"
     if ids & set(RHEL_FAMILY):
-        return "rpm"
-    return None
+        return (f"{name} is of the RHEL family, where heartbeat has not been packaged since "
+                "EPEL 6 (Pacemaker with Corosync replaced it there); hbdeploy supports "
+                "Debian 12 and 13")
+    return (f"unsupported OS {name}; hbdeploy supports Debian 12 and 13 (the systems it is "
+            "tested on, with their heartbeat 3.0.6 packages)")
+
+
+def required_tools(cluster: Cluster) -> tuple[str, ...]:
+    """Paths an operator-provided heartbeat (``install: false``) must have."""
+    return (*layout.TOOLS, layout.IPFAIL) if cluster.uses_ipfail else layout.TOOLS
 
 
 @dataclass
@@ -82,19 +89,24 @@ class HostPlan:
     def reload_only(self) -> bool:
         """Heartbeat re-reads ha.cf and authkeys on SIGHUP (``heartbeat -r``) and keeps its
         resources; haresources, a stopped heartbeat or a new install need a restart."""
-        return (self.facts.running and self.facts.installed and bool(self.changed_files)
+        return (self.facts.running and self.installed and bool(self.changed_files)
                 and set(self.changed_files) <= {"ha.cf", "authkeys"})
+
+    @property
+    def installed(self) -> bool:
+        """heartbeat is on the host: its package, or the operator's (``install: false``)."""
+        return self.facts.installed or not self.node.install
 
     @property
     def packages(self) -> str:
         """What the install step installs, for the run's messages."""
         if self.facts.installed:
             return "net-tools (heartbeat's IPaddr resource needs ifconfig)"
-        return "heartbeat and net-tools" if os_family(self.facts) == "apt" else "heartbeat"
+        return "heartbeat and net-tools"
 
     @property
     def heartbeat_path(self) -> str:
-        return RHEL_HEARTBEAT if os_family(self.facts) == "rpm" else DEBIAN_HEARTBEAT
+        return layout.HEARTBEAT
 
     @property
     def changes_anything(self) -> bool:
@@ -111,11 +123,11 @@ def preflight(host: str, node: Node, facts: HostFacts, cluster: Cluster) -> list
             f"{node.name!r} (heartbeat matches nodes by that name). Fix one: rename the node "
             f"to {facts.uname!r} in the cluster file, or run `hostnamectl set-hostname "
             f"{node.name}` on the host")
-    family = os_family(facts)
-    if family is None:
-        problems.append(f"{host}: unsupported OS {facts.os_id or 'unknown'} "
-                        f"{facts.os_version}; hbdeploy supports Debian/Ubuntu (apt) and the "
-                        "RHEL family (dnf/yum, where a repository offers heartbeat)")
+    why = unsupported_os(facts)
+    if why:
+        problems.append(f"{host}: {why}")
+    if not node.install:
+        problems += _provided(host, node, facts, cluster)
     if facts.init != "systemd":
         problems.append(f"{host}: the init system is not systemd; hbdeploy needs systemd to "
                         "enable and restart heartbeat")
@@ -139,14 +151,35 @@ def preflight(host: str, node: Node, facts: HostFacts, cluster: Cluster) -> list
     return problems
 
 
+def _provided(host: str, node: Node, facts: HostFacts, cluster: Cluster) -> list[str]:
+    """What an operator-provided heartbeat (``install: false``) lacks on this host."""
+    where = f"install: false (nodes.{node.name}.install or install)"
+    missing = [path for path in required_tools(cluster) if path not in facts.has]
+    if not facts.net_tools:
+        missing.append("ifconfig (net-tools: heartbeat's IPaddr needs it)")
+    problems = []
+    if missing:
+        problems.append(f"{host}: {where} says the operator provides heartbeat, but "
+                        f"this host lacks {', '.join(missing)}; install heartbeat 3.0.6 "
+                        "there (Debian's layout), or set install: true to let hbdeploy "
+                        "install it")
+    scripts = [name for name in cluster.resource_scripts()
+               if not set(layout.resource_paths((name,))) & set(facts.has)]
+    if scripts:
+        folders = " nor ".join(layout.RESOURCE_DIRS)
+        problems.append(f"{host}: {where}: the resource script(s) "
+                        f"{', '.join(scripts)} are in neither {folders}; heartbeat could not "
+                        "start its resources there")
+    return problems
+
+
 def plan_host(host: str, node: Node, facts: HostFacts, cluster: Cluster) -> HostPlan:
     """What ``host`` needs so that it matches the cluster file."""
-    ipfail = RHEL_IPFAIL if os_family(facts) == "rpm" else DEBIAN_IPFAIL
-    files = render_node(cluster, node.name, ipfail_path=ipfail)
+    files = render_node(cluster, node.name, ipfail_path=layout.IPFAIL)
     plan = HostPlan(host, node, facts, files, floating_ips=cluster.floating_ips())
     # Debian's heartbeat does not depend on net-tools, but its IPaddr resource needs
     # ifconfig and route (it came with heartbeat's Recommends, which hbdeploy leaves out).
-    plan.install = not facts.installed or (os_family(facts) == "apt" and not facts.net_tools)
+    plan.install = node.install and not (facts.installed and facts.net_tools)
     for name, rendered in files.items():
         wanted_mode = f"{rendered.mode:o} root"
         if (facts.checksums.get(name) != sha256(rendered.content)

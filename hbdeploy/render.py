@@ -7,7 +7,8 @@ from importlib import resources
 
 import jinja2
 
-from .model import DEBIAN_IPFAIL, Cluster
+from . import layout
+from .model import Cluster
 from .secret import MASK
 
 HEADER = "Managed by hbdeploy: local changes are overwritten by the next deploy."
@@ -54,7 +55,7 @@ def template(name: str) -> jinja2.Template:
 
 
 def render_node(cluster: Cluster, node_name: str,
-                ipfail_path: str = DEBIAN_IPFAIL) -> dict[str, RenderedFile]:
+                ipfail_path: str = layout.IPFAIL) -> dict[str, RenderedFile]:
     """The three files of ``node_name``, keyed by file name; KeyError for an unknown node."""
     node = cluster.node(node_name)
     peers = [n for n in cluster.nodes if n.name != node.name]

@@ -27,9 +27,9 @@ KNOWN_KEYS = (
     "keepalive", "deadtime", "warntime", "initdead",
     "interface", "udpport", "mode", "mcast_group", "mcast_ttl", "mcast_loop",
     "auto_failback", "ping", "ping_group", "logfacility", "logfile", "debugfile",
-    "firewall", "allow_weak_password",
+    "firewall", "allow_weak_password", "install",
 )
-NODE_KEYS = ("ip", "interface")
+NODE_KEYS = ("ip", "interface", "install")
 FIREWALL_KEYS = ("enabled", "ports")
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 IFACE_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:@-]{0,14}$")
@@ -104,7 +104,8 @@ class Validator:
     def run(self) -> Cluster:
         self.unknown_keys(self.raw, KNOWN_KEYS, self.path())
         interface = self.interface(self.raw.get("interface", "eth0"), self.path("interface"))
-        nodes = self.nodes(interface or "eth0")
+        install = self.flag(self.raw, "install", self.path("install"), True)
+        nodes = self.nodes(interface or "eth0", install)
         groups = self.resources()
         password = self.password()
         auth_method = self.choice("auth_method", AUTH_METHODS, "sha1", {
@@ -153,7 +154,14 @@ class Validator:
                         "'.', '_', '-', ':', '@'; at most 15 characters, e.g. eth0)"))
         return None
 
-    def nodes(self, default_iface: str) -> list[Node]:
+    def flag(self, mapping: Mapping[Any, Any], key: str, path: str, default: bool) -> bool:
+        value = mapping.get(key, default)
+        if isinstance(value, bool):
+            return value
+        self.bad(path, f"{short(value)} is not valid; expected true or false")
+        return default
+
+    def nodes(self, default_iface: str, default_install: bool = True) -> list[Node]:
         raw = self.raw.get("nodes")
         path = self.path("nodes")
         if raw is None:
@@ -169,7 +177,9 @@ class Validator:
             npath = fmt_path(path, name)
             name_ok = self.node_name(name, npath)
             iface: str | None = default_iface
+            install = default_install
             if isinstance(spec, dict):
+                install = self.flag(spec, "install", fmt_path(npath, "install"), install)
                 self.unknown_keys(spec, NODE_KEYS, npath)
                 if "ip" not in spec:
                     self.bad(fmt_path(npath, "ip"), "missing; the node's IP address is required")
@@ -181,7 +191,7 @@ class Validator:
             else:
                 ip = self.ipv4(spec, npath)
             if name_ok and ip and iface:
-                nodes.append(Node(str(name), ip, iface))
+                nodes.append(Node(str(name), ip, iface, install))
         if len(raw) < 2:
             self.bad(path, f"{len(raw)} node(s) given; heartbeat needs two or more")
         seen: dict[str, str] = {}

@@ -56,6 +56,44 @@ def test_preflight_unsupported_os_missing_interface_and_address() -> None:
     assert "10.9.0.1 is not on any of its interfaces" in problems
 
 
+def test_preflight_supports_debian_12_and_13_and_refuses_the_rhel_family() -> None:
+    c = cluster()
+    assert preflight("h", c.node("n1"), parse(PROBE_OUTPUT.replace(
+        "os_version\t12", "os_version\t13")), c) == []
+    for os_id, like, version, expected in [
+            ("rocky", "rhel centos fedora", "9.4", "RHEL family"),
+            ("centos", "rhel fedora", "7", "EPEL 6"), ("debian", "", "11", "Debian 12 and 13"),
+            ("ubuntu", "debian", "24.04", "unsupported OS ubuntu 24.04")]:
+        facts = parse(PROBE_OUTPUT.replace("os_id\tdebian", f"os_id\t{os_id}")
+                      .replace("os_like\t", f"os_like\t{like}")
+                      .replace("os_version\t12", f"os_version\t{version}"))
+        (problem,) = preflight("h", c.node("n1"), facts, c)
+        assert expected in problem and problem.startswith("h: "), problem
+
+
+def test_install_false_checks_the_operators_heartbeat_and_installs_nothing() -> None:
+    from hbdeploy import layout
+    c = cluster(install=False, resources={"n1": ["10.9.0.100", "haproxy"]},
+                ping=["10.9.0.254"])
+    node = c.node("n1")
+    assert not node.install
+    bare = parse(PROBE_OUTPUT.replace("pkg_version\t1:3.0.6-13+b2", "pkg_version\t")
+                 .replace("net_tools\tyes", ""))
+    tools, scripts = preflight("h", node, bare, c)
+    assert "install: false (nodes.n1.install or install)" in tools
+    assert layout.HEARTBEAT in tools and layout.IPFAIL in tools
+    assert "ifconfig" in tools
+    assert "IPaddr, haproxy" in scripts and "/etc/init.d" in scripts
+    has = [*layout.TOOLS, layout.IPFAIL, "/etc/ha.d/resource.d/IPaddr", "/etc/init.d/haproxy"]
+    provided = parse(PROBE_OUTPUT.replace("pkg_version\t1:3.0.6-13+b2", "pkg_version\t")
+                     + "".join(f"\nhas\t{path}" for path in has))
+    assert preflight("h", node, provided, c) == []
+    plan = plan_host("h", node, provided, c)
+    assert not plan.install and plan.installed
+    mixed = cluster(nodes={"n1": {"ip": "10.9.0.1", "install": False}, "n2": "10.9.0.2"})
+    assert [n.install for n in mixed.nodes] == [False, True]
+
+
 def test_preflight_refuses_an_ipaddr_interface_the_host_lacks() -> None:
     c = cluster(resources={"n1": ["IPaddr::10.9.0.100/24/eth9", "IPaddr2::10.9.0.101/24/eth0:1",
                                   "10.9.0.102"]})

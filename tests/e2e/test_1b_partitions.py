@@ -11,13 +11,13 @@ import pytest
 from hbdeploy.lab import Lab
 from hbdeploy.lab.demo import http_name
 from hbdeploy.lab.outage import cut_cycle, heartbeat_whole, holders, kill_cycle
+from hbdeploy.layout import RESOURCE_MANAGER
 
 from .conftest import FLOATING_IP, cli, poll, ssh
 
 NODES = ["haproxy1", "haproxy2"]
 DEADTIME = 5  # examples/lab.yml
 GROUP_KEY = "IPaddr::10.213.0.100/24/eth0"
-RESOURCE_MANAGER = "/usr/share/heartbeat/ResourceManager"
 RUNTIME_DROPIN = "/run/systemd/system/heartbeat.service.d/zz-test-stop-timeout.conf"
 
 

@@ -1,0 +1,19 @@
+"""Where Debian's heartbeat 3.0.6 package keeps what hbdeploy runs or checks on a node."""
+
+from __future__ import annotations
+
+HEARTBEAT = "/usr/libexec/heartbeat/heartbeat"
+IPFAIL = "/usr/libexec/heartbeat/ipfail"
+RESOURCE_MANAGER = "/usr/share/heartbeat/ResourceManager"
+HB_STANDBY = "/usr/share/heartbeat/hb_standby"
+HB_TAKEOVER = "/usr/share/heartbeat/hb_takeover"
+CL_STATUS = "/usr/bin/cl_status"
+# The daemon, its API client, the resource manager and the hand-over tools: what a node
+# needs of heartbeat, hbdeploy's own use of it included (``install: false`` checks them).
+TOOLS = (HEARTBEAT, CL_STATUS, RESOURCE_MANAGER, HB_STANDBY, HB_TAKEOVER)
+RESOURCE_DIRS = ("/etc/ha.d/resource.d", "/etc/init.d")  # where heartbeat looks, in order
+
+
+def resource_paths(names: tuple[str, ...]) -> tuple[str, ...]:
+    """Every place heartbeat would look for these resource scripts."""
+    return tuple(f"{folder}/{name}" for name in names for folder in RESOURCE_DIRS)
