@@ -1,4 +1,4 @@
-"""A lab of real Debian 12 servers on one machine: systemd-nspawn nodes on a private bridge."""
+"""A lab of real Debian 12 and 13 servers on one machine: systemd-nspawn nodes on a bridge."""
 
 from .lab import Lab, LabError
 

@@ -8,7 +8,7 @@ import json
 import os
 import shutil
 import signal
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -126,35 +126,75 @@ class Lab:
             yield
 
     # -- up / down -----------------------------------------------------------------------
-    def up(self, nodes: int = 2, subnet: str | None = None) -> list[Machine]:
-        """Make nodes haproxy1..N run and answer ssh; idempotent, and heals a killed run."""
+    def up(self, nodes: int = 2, subnet: str | None = None,
+           release: str | Sequence[str] = rootfs.DEFAULT_RELEASE) -> list[Machine]:
+        """Make nodes haproxy1..N run and answer ssh; idempotent, and heals a killed run.
+
+        ``release``: the Debian release of every node, or one per node (haproxy1 first) for
+        a mixed lab; a node keeps the release it was first booted with."""
         check_requirements()
         if not 2 <= nodes <= MAX_NODES:
             raise LabError(f"--nodes {nodes}: the lab runs 2 to {MAX_NODES} nodes")
+        releases = [release] * nodes if isinstance(release, str) else list(release)
+        if len(releases) != nodes:
+            raise LabError(f"{len(releases)} releases given for {nodes} nodes: give one "
+                           "release, or one per node")
         with self._locked():
             state = self._state()
             wanted = Addressing.parse(subnet or state.get("subnet", DEFAULT_SUBNET))
-            image = rootfs.ensure_root(self.cache_dir, self.report)
-            if state and (state.get("subnet") != str(wanted.subnet)
-                          or state.get("image") != image.name):
+            images = {r: rootfs.ensure_root(self.cache_dir, self.report, release=r).name
+                      for r in dict.fromkeys(releases)}
+            had = self._releases(state)
+            changed = [f"{n} runs {had[n]}, not {r}" for n, r in
+                       zip([node_name(i) for i in range(1, nodes + 1)], releases, strict=True)
+                       if n in had and had[n] != r]
+            if changed:
+                raise LabError(f"{'; '.join(changed)}: a node keeps its release (hbdeploy "
+                               "lab.down first to boot it with another)")
+            known = {**state.get("images", {}), **({rootfs.DEFAULT_RELEASE: state["image"]}
+                                                   if state.get("image") else {})}
+            if state and (state.get("subnet") != str(wanted.subnet) or any(
+                    known.get(r, images[r]) != images[r] for r in images)):
                 self.report("the lab's subnet or image changed: starting it afresh")
                 self._teardown()
-                state = {}
+                state, had = {}, {}
             self._clean_strays(state.get("nodes", []))
             names = list(state.get("nodes", []))
-            names += [node_name(i) for i in range(len(names) + 1, nodes + 1)]
-            self._save({"subnet": str(wanted.subnet), "image": image.name, "nodes": names})
+            for i in range(len(names) + 1, nodes + 1):
+                names.append(node_name(i))
+                had[node_name(i)] = releases[i - 1]
+            self._save({"subnet": str(wanted.subnet), "nodes": names,
+                        "images": {**state.get("images", {}), **images},
+                        "releases": had})
             self._ensure_key()
             network.ensure_bridge(wanted)
             machines = self.machines()
             for machine in machines:
-                self._power_on(machine, image, wait=False)
+                self._power_on(machine, self._image(machine.name), wait=False)
             for machine in machines:
                 machine.wait_ssh()
             self._write_ssh_files(machines)
             for machine in machines:
                 self._check_ssh(machine)
             return machines
+
+    def _releases(self, state: dict | None = None) -> dict[str, str]:
+        """Each recorded node's release (labs recorded before releases: bookworm)."""
+        state = self._state() if state is None else state
+        recorded = state.get("releases", {})
+        return {n: recorded.get(n, rootfs.DEFAULT_RELEASE) for n in state.get("nodes", [])}
+
+    def release(self, name: str) -> str:
+        """The Debian release node ``name`` runs."""
+        return self._releases()[self.machine(name).name]
+
+    def _image(self, name: str) -> Path:
+        state = self._state()
+        images = {rootfs.DEFAULT_RELEASE: state.get("image", ""), **state.get("images", {})}
+        image = self.cache_dir / images.get(self._releases(state)[name], "")
+        if not (image / ".hbdeploy-complete").is_file():
+            raise LabError("the lab's image is gone: run hbdeploy lab.up")
+        return image
 
     def down(self) -> None:
         """Stop every node and remove every namespace, link, mount and process of the lab."""
@@ -224,10 +264,7 @@ class Lab:
         """Boot a node again with the state it had (its overlay is kept across kill)."""
         check_requirements()
         with self._locked():
-            image = self.cache_dir / self._state().get("image", "")
-            if not (image / ".hbdeploy-complete").is_file():
-                raise LabError("the lab's image is gone: run hbdeploy lab.up")
-            self._power_on(self.machine(name), image)
+            self._power_on(self.machine(name), self._image(name))
 
     def kill(self, name: str) -> None:
         """Hard power-off of one node, as pulling its plug."""

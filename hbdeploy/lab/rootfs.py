@@ -1,4 +1,5 @@
-"""The lab's node image: a debootstrapped bookworm root, built once and cached.
+"""The lab's node images: a debootstrapped Debian root per release (bookworm, trixie),
+each built once and cached.
 
 The root holds everything a node needs to boot and be reached (systemd, sshd, iproute2,
 iptables, nftables, a tiny HTTP probe server) but NOT heartbeat: its .debs and every
@@ -17,12 +18,16 @@ from pathlib import Path
 
 from .sh import LabError, Report, run, run_with_progress
 
-SUITE = "bookworm"
+DEFAULT_RELEASE = "bookworm"
+RELEASES = ("bookworm", "trixie")  # Debian 12 and 13: the systems hbdeploy supports
 PACKAGES = (
     "openssh-server", "systemd", "systemd-sysv", "dbus", "iproute2", "iptables", "nftables",
     "procps", "python3-minimal", "iputils-ping", "ca-certificates", "kmod", "sudo",
 )
 OFFLINE_PACKAGES = ("heartbeat", "ufw", "firewalld")  # firewall tests install the last two
+# trixie nodes run heartbeat only (the firewall tests use bookworm); net-tools is named
+# because nothing else in that short list brings it.
+OFFLINE_BY_RELEASE = {"bookworm": OFFLINE_PACKAGES, "trixie": ("heartbeat", "net-tools")}
 IMAGE_VERSION = 1  # bump when the customisation below changes
 PROBE_PORT = 80
 
@@ -79,9 +84,9 @@ HostKey /etc/ssh/ssh_host_ed25519_key
 """
 
 
-def image_key(mirror: str) -> str:
+def image_key(mirror: str, release: str = DEFAULT_RELEASE) -> str:
     """A short hash of everything the image is made of: rebuilt when any of it changes."""
-    spec = {"suite": SUITE, "packages": PACKAGES, "offline": OFFLINE_PACKAGES,
+    spec = {"suite": release, "packages": PACKAGES, "offline": OFFLINE_BY_RELEASE[release],
             "version": IMAGE_VERSION, "mirror": mirror, "probe": PROBE_SERVER,
             "unit": PROBE_UNIT, "sshd": SSHD_CONFIG}
     return hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:12]
@@ -91,36 +96,51 @@ def default_mirror() -> str:
     return os.environ.get("HBDEPLOY_LAB_MIRROR", "http://deb.debian.org/debian")
 
 
-def ensure_root(cache: Path, report: Report, mirror: str | None = None) -> Path:
-    """The cached root for the current package list, built first when missing."""
+def image_release(root: Path) -> str:
+    """The release a built image is of (images built before trixie was added: bookworm)."""
+    try:
+        marker = json.loads((root / ".hbdeploy-complete").read_text())
+    except (OSError, ValueError):
+        return ""
+    return marker.get("release", DEFAULT_RELEASE)
+
+
+def ensure_root(cache: Path, report: Report, mirror: str | None = None,
+                release: str = DEFAULT_RELEASE) -> Path:
+    """The cached root of ``release`` for the current package list, built first when
+    missing; outdated images of the same release are removed."""
+    if release not in RELEASES:
+        raise LabError(f"release {release!r}: the lab boots {', '.join(RELEASES)}")
     mirror = mirror or default_mirror()
-    root = cache / f"root-{image_key(mirror)}"
+    root = cache / f"root-{image_key(mirror, release)}"
     if (root / ".hbdeploy-complete").is_file():
         return root
     cache.mkdir(parents=True, exist_ok=True)
     building = cache / f"{root.name}.building"
     if building.exists():
         shutil.rmtree(building)  # left by a build that was killed
-    report(f"building the node image {root.name} (debootstrap {SUITE}, about a minute)")
+    report(f"building the node image {root.name} (debootstrap {release}, about a minute)")
     run_with_progress(
-        ["debootstrap", "--variant=minbase", f"--include={','.join(PACKAGES)}", SUITE,
+        ["debootstrap", "--variant=minbase", f"--include={','.join(PACKAGES)}", release,
          str(building), mirror], "debootstrap", report)
-    _customise(building, report)
-    (building / ".hbdeploy-complete").write_text(json.dumps({"mirror": mirror}) + "\n")
+    _customise(building, report, OFFLINE_BY_RELEASE[release])
+    (building / ".hbdeploy-complete").write_text(
+        json.dumps({"mirror": mirror, "release": release}) + "\n")
     building.rename(root)
     for old in cache.glob("root-*"):
-        if old != root and old.is_dir() and not old.name.endswith(".building"):
+        if (old != root and old.is_dir() and not old.name.endswith(".building")
+                and image_release(old) == release):
             report(f"removing the outdated image {old.name}")
             shutil.rmtree(old, ignore_errors=True)
     return root
 
 
-def _customise(root: Path, report: Report) -> None:
+def _customise(root: Path, report: Report, offline: tuple[str, ...]) -> None:
     shutil.copy("/etc/resolv.conf", root / "etc" / "resolv.conf")
-    report("downloading heartbeat, ufw, firewalld and their dependencies into the apt cache")
+    report(f"downloading {', '.join(offline)} and their dependencies into the apt cache")
     run(["chroot", str(root), "apt-get", "update", "-qq"], timeout=600)
     run(["chroot", str(root), "env", "DEBIAN_FRONTEND=noninteractive", "apt-get", "install",
-         "-y", "-qq", "--download-only", *OFFLINE_PACKAGES], timeout=1200)
+         "-y", "-qq", "--download-only", *offline], timeout=1200)
     debs = list((root / "var/cache/apt/archives").glob("heartbeat_*.deb"))
     if not debs:
         raise LabError("the image build downloaded no heartbeat .deb")

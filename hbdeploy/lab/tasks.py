@@ -6,6 +6,7 @@ from invoke import Collection, Context, task
 
 from ..tasks import reports_errors
 from .lab import Lab
+from .rootfs import DEFAULT_RELEASE
 
 
 def _lab() -> Lab:
@@ -16,23 +17,30 @@ def format_status(lab: Lab) -> str:
     rows = lab.status()
     if not rows:
         return "the lab is down (hbdeploy lab.up starts it)"
-    lines = [f"{'NODE':<10} {'ADDRESS':<14} {'POWER':<6} {'SSH':<4} {'LINK':<5} FLOATING IPS"]
+    lines = [f"{'NODE':<10} {'ADDRESS':<14} {'DEBIAN':<9} {'POWER':<6} {'SSH':<4} {'LINK':<5} "
+             "FLOATING IPS"]
     for r in rows:
-        lines.append(f"{r.name:<10} {r.ip:<14} {'on' if r.running else 'off':<6} "
+        lines.append(f"{r.name:<10} {r.ip:<14} {lab.release(r.name):<9} "
+                     f"{'on' if r.running else 'off':<6} "
                      f"{'yes' if r.ssh else 'no':<4} {'up' if r.link_up else 'cut':<5} "
                      f"{' '.join(r.floating_ips) or '-'}")
     lines.append(f"ssh config: {lab.ssh_config_path}")
     return "\n".join(lines)
 
 
-@task(help={"nodes": "number of nodes, haproxy1..N (default 2, at most 9)",
-            "subnet": "the lab's private /24 (default 10.213.0.0/24)"})
+@task(help={"nodes": "number of nodes, haproxy1..N (default 2, at most 16)",
+            "subnet": "the lab's private /24 (default 10.213.0.0/24)",
+            "release": "Debian release of the nodes: bookworm (default) or trixie, or one "
+                       "per node for a mixed lab (bookworm,trixie)"})
 @reports_errors
-def up(c: Context, nodes: int = 2, subnet: str | None = None) -> None:
+def up(c: Context, nodes: int = 2, subnet: str | None = None,
+       release: str = DEFAULT_RELEASE) -> None:
     """Boot the lab's nodes (idempotent) and write its ssh_config and known_hosts."""
     lab = _lab()
-    for m in lab.up(nodes=nodes, subnet=subnet):
-        print(f"{m.name} {m.ip}")
+    releases = release.split(",")
+    wanted: str | list[str] = releases[0] if len(releases) == 1 else releases
+    for m in lab.up(nodes=nodes, subnet=subnet, release=wanted):
+        print(f"{m.name} {m.ip} {lab.release(m.name)}")
     print(f"ssh config: {lab.ssh_config_path} (known hosts: {lab.known_hosts_path})")
 
 

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
+import signal
 import subprocess
 import sys
 import time
@@ -10,13 +13,39 @@ from pathlib import Path
 
 import pytest
 
-from hbdeploy.lab import Lab
+from hbdeploy.lab import Lab, rootfs
 
 LAB_NODES = 3
+# The other releases' node images (test_5_releases.py), built from the session's start in a
+# process of the lowest priority while the bookworm tests run.
+OTHER_RELEASES = [r for r in rootfs.RELEASES if r != rootfs.DEFAULT_RELEASE]
+_builds: list[tuple[subprocess.Popen, Path]] = []
 
 
 def report(message: str) -> None:
     print(f"lab: {message}", flush=True)
+
+
+def _build_release_images(lab: Lab) -> None:
+    for release in OTHER_RELEASES:
+        log = lab.state_dir / f"image-{release}.log"
+        code = ("import sys; from pathlib import Path; from hbdeploy.lab import rootfs; "
+                "rootfs.ensure_root(Path(sys.argv[1]), print, release=sys.argv[2])")
+        with log.open("w") as out:
+            _builds.append((subprocess.Popen(
+                ["nice", "-n", "19", sys.executable, "-c", code, str(lab.cache_dir), release],
+                stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
+                start_new_session=True), log))
+
+
+def wait_for_release_images(deadline: float = 900) -> None:
+    """Every background image build done; the test fails with its log if one failed."""
+    while _builds:
+        process, log = _builds.pop()
+        code = process.wait(timeout=deadline)
+        if code != 0:
+            tail = " | ".join(log.read_text(errors="replace").splitlines()[-8:])
+            pytest.fail(f"building a lab image failed (exit {code}): {tail}", pytrace=False)
 
 
 @pytest.fixture(scope="session")
@@ -27,7 +56,12 @@ def lab() -> Iterator[Lab]:
         lab.up(nodes=LAB_NODES)
     except Exception as exc:  # the reason must reach the test report
         pytest.fail(f"the lab could not start: {exc}", pytrace=False)
+    _build_release_images(lab)
     yield lab
+    for process, _ in _builds:  # a session that did not reach test_5: debootstrap too
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
     lab.down()
     left = lab.leftovers()
     assert not left, f"lab.down left behind: {left}"

@@ -1,0 +1,108 @@
+"""Debian 13 (trixie): a trixie pair, and a pair halfway through an OS upgrade (one bookworm
+node, one trixie node), each deployed from bare nodes, redeployed with nothing to change, and
+failed over by a cut of its holder and back, measured by an HTTP probe of its floating IP.
+
+The trixie image is built in the background from the start of the session (conftest.py).
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+
+from hbdeploy.lab import Lab
+from hbdeploy.lab.demo import http_name
+from hbdeploy.lab.outage import cut_cycle, heartbeat_whole
+
+from .conftest import LAB_CLUSTER, ROOT, poll, ssh, wait_for_release_images
+
+DEADTIME = 5  # examples/lab.yml's timings
+RELEASES = ["trixie", "trixie", "bookworm", "trixie"]  # haproxy1..4
+PAIRS = {  # floating IP: (preferred node, its peer)
+    "10.213.0.104": ("haproxy1", "haproxy2"),  # trixie + trixie
+    "10.213.0.106": ("haproxy3", "haproxy4"),  # bookworm + trixie
+}
+PACKAGE = {"bookworm": "1:3.0.6-13", "trixie": "1:3.0.6-17"}  # Debian's heartbeat versions
+
+
+def cluster_file(folder: Path, ip: str, nodes: tuple[str, str]) -> Path:
+    """examples/lab.yml for ``nodes`` and the floating IP ``ip``."""
+    text = LAB_CLUSTER.read_text()
+    for old, new in [("haproxy1: 10.213.0.11", f"{nodes[0]}: 10.213.0.1{nodes[0][-1]}"),
+                     ("haproxy2: 10.213.0.12", f"{nodes[1]}: 10.213.0.1{nodes[1][-1]}"),
+                     ("haproxy1: IPaddr::10.213.0.100/24/eth0",
+                      f"{nodes[0]}: IPaddr::{ip}/24/eth0")]:
+        assert old in text
+        text = text.replace(old, new)
+    path = folder / f"{nodes[0]}-{nodes[1]}.yml"
+    path.write_text(text)
+    return path
+
+
+def deploy_all(lab: Lab, files: dict[str, Path]) -> dict[str, subprocess.CompletedProcess]:
+    """Deploy every pair at once (each its own hbdeploy process), as two teams would."""
+    def one(ip: str) -> subprocess.CompletedProcess:
+        hosts = ",".join(PAIRS[ip])
+        argv = [str(Path(sys.executable).parent / "hbdeploy"), "-S", str(lab.ssh_config_path),
+                "-H", hosts, "deploy", "--cluster", str(files[ip])]
+        return subprocess.run(argv, cwd=ROOT, capture_output=True, text=True, timeout=600,
+                              check=False)
+    with ThreadPoolExecutor(len(files)) as pool:
+        return dict(zip(files, pool.map(one, files), strict=True))
+
+
+@pytest.fixture(scope="module")
+def pairs(lab: Lab, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """Bare nodes of both releases, and each pair's cluster file."""
+    wait_for_release_images()
+    lab.down()
+    lab.up(nodes=len(RELEASES), release=RELEASES)
+    folder = tmp_path_factory.mktemp("releases")
+    return {ip: cluster_file(folder, ip, nodes) for ip, nodes in PAIRS.items()}
+
+
+def test_nodes_run_the_release_they_were_booted_with(lab: Lab, pairs: dict[str, Path]) -> None:
+    for i, release in enumerate(RELEASES, start=1):
+        node = f"haproxy{i}"
+        assert lab.release(node) == release
+        codename = ssh(lab, node, ". /etc/os-release; echo $VERSION_CODENAME").stdout.strip()
+        assert codename == release, f"{node} runs {codename}"
+
+
+def test_a_trixie_pair_and_a_mixed_pair_deploy_serve_and_stay_unchanged(
+        lab: Lab, pairs: dict[str, Path]) -> None:
+    results = deploy_all(lab, pairs)
+    for ip, result in results.items():
+        assert result.returncode == 0, result.stdout + result.stderr
+        preferred, peer = PAIRS[ip]
+        poll(lambda ip=ip, node=preferred: http_name(ip) == node, 30)
+        for node in (preferred, peer):
+            version = ssh(lab, node, "dpkg-query -W -f '${Version}' heartbeat").stdout
+            assert version.startswith(PACKAGE[lab.release(node)]), (node, version)
+    for ip, result in deploy_all(lab, pairs).items():
+        assert result.returncode == 0, result.stdout + result.stderr
+        preferred, peer = PAIRS[ip]
+        assert f"remote commands: {preferred} 1, {peer} 1" in result.stdout, result.stdout
+        assert "unchanged: nothing to do on 2 host(s)" in result.stdout, result.stdout
+
+
+def test_each_pair_fails_over_across_releases_and_comes_home(
+        lab: Lab, pairs: dict[str, Path]) -> None:
+    """A cut of each holder (both pairs at once): the trixie spare takes the group from a
+    trixie holder and from a bookworm one, and gives it back after the heal."""
+    for ip, nodes in PAIRS.items():
+        poll(lambda nodes=nodes: heartbeat_whole(lab, list(nodes)), 60)
+        poll(lambda ip=ip, nodes=nodes: http_name(ip) == nodes[0], 30)
+    with ThreadPoolExecutor(len(PAIRS)) as pool:
+        cycles = dict(zip(PAIRS, pool.map(
+            lambda ip: cut_cycle(lab, ip, list(PAIRS[ip]), PAIRS[ip][0], DEADTIME + 3,
+                                 DEADTIME), PAIRS), strict=True))
+    for ip, cycle in cycles.items():
+        print(f"{ip} {PAIRS[ip]}: {cycle}")
+        assert cycle.failover is not None and cycle.failover <= DEADTIME + 2, cycle
+        assert cycle.whole_after is not None, cycle
+        assert cycle.holders_after == [PAIRS[ip][0]], cycle  # auto_failback on
