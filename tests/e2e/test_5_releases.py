@@ -106,3 +106,57 @@ def test_each_pair_fails_over_across_releases_and_comes_home(
         assert cycle.failover is not None and cycle.failover <= DEADTIME + 2, cycle
         assert cycle.whole_after is not None, cycle
         assert cycle.holders_after == [PAIRS[ip][0]], cycle  # auto_failback on
+
+
+def sha(lab: Lab, node: str) -> str:
+    return ssh(lab, node, "sha256sum /etc/ha.d/ha.cf").stdout
+
+
+def test_a_rhel_family_host_is_refused_before_any_change(lab: Lab, pairs: dict[str, Path],
+                                                         tmp_path: Path) -> None:
+    """haproxy4 made to say it is Rocky Linux 9: the deploy (with a change for both nodes)
+    stops at pre-flight, naming why, and neither node is touched."""
+    ip = "10.213.0.106"
+    changed = tmp_path / "changed.yml"
+    changed.write_text(pairs[ip].read_text().replace("warntime: 3", "warntime: 4"))
+    before = {node: sha(lab, node) for node in PAIRS[ip]}
+    ssh(lab, "haproxy4", "cp -P /etc/os-release /etc/os-release.hbdeploy-test && "
+                         "rm /etc/os-release && printf 'ID=rocky\\nID_LIKE=\"rhel centos "
+                         "fedora\"\\nVERSION_ID=9.4\\n' > /etc/os-release")
+    try:
+        result = subprocess.run(
+            [str(Path(sys.executable).parent / "hbdeploy"), "-S", str(lab.ssh_config_path),
+             "-H", "haproxy3,haproxy4", "deploy", "--cluster", str(changed)],
+            capture_output=True, text=True, timeout=120, check=False)
+    finally:
+        ssh(lab, "haproxy4", "mv /etc/os-release.hbdeploy-test /etc/os-release")
+    assert result.returncode != 0
+    assert "haproxy4: rocky 9.4 is of the RHEL family" in result.stderr, result.stderr
+    assert "EPEL 6" in result.stderr and "Traceback" not in result.stderr
+    assert {node: sha(lab, node) for node in PAIRS[ip]} == before
+
+
+def test_install_false_uses_the_operators_heartbeat_and_checks_it(
+        lab: Lab, pairs: dict[str, Path], tmp_path: Path) -> None:
+    """install: false on the trixie pair: a deploy that changes ha.cf installs nothing; with
+    one of heartbeat's tools gone from haproxy2 pre-flight refuses, naming it."""
+    ip = "10.213.0.104"
+    provided = tmp_path / "provided.yml"
+    provided.write_text(pairs[ip].read_text() + "install: false\n")
+    argv = [str(Path(sys.executable).parent / "hbdeploy"), "-S", str(lab.ssh_config_path),
+            "-H", "haproxy1,haproxy2", "deploy", "--cluster", str(provided)]
+    tool = "/usr/share/heartbeat/hb_takeover"
+    ssh(lab, "haproxy2", f"mv {tool} {tool}.hbdeploy-test")
+    try:
+        refused = subprocess.run(argv, capture_output=True, text=True, timeout=120, check=False)
+    finally:
+        ssh(lab, "haproxy2", f"mv {tool}.hbdeploy-test {tool}")
+    assert refused.returncode != 0
+    assert f"haproxy2: install: false (nodes.haproxy2.install or install) says the operator " \
+           f"provides heartbeat, but this host lacks {tool}" in refused.stderr, refused.stderr
+    before = sha(lab, "haproxy1")
+    provided.write_text(provided.read_text().replace("warntime: 3", "warntime: 4"))
+    result = subprocess.run(argv, capture_output=True, text=True, timeout=300, check=False)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "installing" not in result.stdout and sha(lab, "haproxy1") != before
+    poll(lambda: http_name(ip) == "haproxy1", 30)
