@@ -53,12 +53,16 @@ def weakness(secret: Secret) -> str | None:
     return None
 
 
-def generate(path: str | os.PathLike[str]) -> Path:
-    """Write a new random password (GENERATED_LENGTH characters) to a NEW file, mode 0600
-    from its creation; FileExistsError when ``path`` exists. The password is never shown."""
-    target = Path(path)
+def random_password() -> str:
+    """A new random password of GENERATED_LENGTH characters."""
     alphabet = string.ascii_letters + string.digits + "-_.+=%@"
-    value = "".join(secrets.choice(alphabet) for _ in range(GENERATED_LENGTH))
+    return "".join(secrets.choice(alphabet) for _ in range(GENERATED_LENGTH))
+
+
+def write_new(path: str | os.PathLike[str], value: str) -> Path:
+    """Write ``value`` to a NEW file, mode 0600 from its creation; FileExistsError when
+    ``path`` exists."""
+    target = Path(path)
     fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     try:
         os.fchmod(fd, 0o600)  # whatever the umask
@@ -67,3 +71,8 @@ def generate(path: str | os.PathLike[str]) -> Path:
     finally:
         os.close(fd)
     return target
+
+
+def generate(path: str | os.PathLike[str]) -> Path:
+    """Write a new random password to a NEW 0600 file (write_new); it is never shown."""
+    return write_new(path, random_password())

@@ -15,7 +15,7 @@ from typing import Any, TypeVar
 from fabric import Connection
 from invoke import Collection, Context, Exit, task
 
-from . import config, handover, lock, membership, secret
+from . import config, handover, lock, membership, scaffold, secret
 from .apply import remove_firewall
 from .cluster_tasks import enlist, post_task, take
 from .deploy import deploy_cluster
@@ -278,6 +278,40 @@ def password_generate(c: Context, file: str) -> None:
           f"point the cluster file at it: password_file: {path}")
 
 
+@task(iterable=["node", "service"], help={
+    "node": "a node as NAME=IP, NAME as `uname -n` prints it (repeat: two or more)",
+    "floating_ip": "the address clients use, which heartbeat moves (10.0.0.100 or "
+                   "10.0.0.100/24)",
+    "interface": "the interface heartbeat talks on (default eth0)",
+    "ping": "an outside address (a router) to tell a cut-off node by",
+    "service": "a service heartbeat starts after the floating IP (repeat for more)",
+    "force": "overwrite config/heartbeat.yml and fabfile.py (a password file is kept)",
+    "folder": "the ops folder to write into (default: the current one)"})
+@reports_errors
+def init(c: Context, node: list[str] | None = None, floating_ip: str = "",
+         interface: str | None = None, ping: str | None = None,
+         service: list[str] | None = None, force: bool = False, folder: str = ".") -> None:
+    """Write a commented cluster file, its 0600 password file and fabfile.py: from the flags,
+    or from config/moonshine.yml when there are none and the folder has one."""
+    where = Path(folder)
+    if not node and not floating_ip and (where / scaffold.MOONSHINE).is_file():
+        settings, password, notes = scaffold.from_moonshine(where)
+        header = (f"hbdeploy cluster file, written by `hbdeploy init` from {scaffold.MOONSHINE}"
+                  "\n(hbdeploy reads that one too; this one comes first).")
+    else:
+        settings = scaffold.from_flags(node or [], floating_ip, interface, ping, service)
+        password, notes, header = None, [], ""
+    plan = scaffold.plan(where, settings, password, force, notes, header)
+    for path in scaffold.write(plan):
+        print(f"wrote {path}" + (" (mode 0600, the password: never printed)"
+                                 if path.name == scaffold.PASSWORD_FILE.name else ""))
+    for note in plan.notes:
+        print(f"note: {note}")
+    print(config.summary(scaffold.loaded(where)))
+    print(f"next: hbdeploy check; fab -H {','.join(settings['nodes'])} deploy "
+          f"(keep {scaffold.PASSWORD_FILE} out of version control)")
+
+
 def _finish(recap, check: bool) -> None:
     if check:
         return
@@ -292,7 +326,7 @@ def _build_namespace() -> Collection:
     from .lab.tasks import demo
     from .lab.tasks import namespace as lab_namespace
 
-    return Collection(check, render, deploy, status, standby, takeover, bootstrap,
+    return Collection(init, check, render, deploy, status, standby, takeover, bootstrap,
                       decommission, drill, demo,
                       Collection("firewall", firewall_remove),
                       Collection("password", password_generate), lab_namespace)
