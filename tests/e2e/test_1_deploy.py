@@ -3,7 +3,9 @@ firewall under INPUT DROP, failover."""
 
 from __future__ import annotations
 
+import os
 import re
+import shutil
 import subprocess
 import sys
 import time
@@ -20,6 +22,7 @@ from .conftest import (
     FAILING_RESOURCE,
     FLOATING_IP,
     LAB_CLUSTER,
+    ROOT,
     cli,
     hb_links_up,
     observe,
@@ -142,6 +145,57 @@ def test_redeploy_changes_nothing(deployed: Lab) -> None:
     # floating IP and has the spare ping it): counted, so no change can add round trips.
     assert "remote commands: haproxy1 1, haproxy2 1" in result.stdout, result.stdout
     assert "[haproxy1] announced 10.213.0.100 (gratuitous ARP)" in result.stdout
+
+
+def test_installed_from_a_wheel_and_run_from_an_ops_folder(deployed: Lab, tmp_path: Path
+                                                           ) -> None:
+    """As a user who is not developing hbdeploy: the wheel built from this checkout, pip
+    installed into a new virtualenv; in an ops folder elsewhere, `hbdeploy init` writes the
+    fabfile, and check, render, `fab --list` and a deploy through `fab` work from there."""
+    lab = deployed
+    source = tmp_path / "source"
+    shutil.copytree(ROOT, source, ignore=shutil.ignore_patterns(
+        ".git", ".venv", "build", "dist", "*.egg-info", "__pycache__", ".*_cache", "bench"))
+    wheels = tmp_path / "wheels"
+    built = subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps",
+                            "--no-build-isolation", "-w", str(wheels), str(source)],
+                           capture_output=True, text=True, timeout=300, check=False)
+    assert built.returncode == 0, built.stderr
+    (wheel,) = wheels.glob("hbdeploy-*.whl")
+    venv = tmp_path / "venv"
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=120)
+    installed = subprocess.run([str(venv / "bin" / "pip"), "install", "-q",
+                                "--disable-pip-version-check", str(wheel)],
+                               capture_output=True, text=True, timeout=600, check=False)
+    assert installed.returncode == 0, installed.stderr
+    ops = tmp_path / "ops"
+    ops.mkdir()
+
+    def run(tool: str, *args: str) -> subprocess.CompletedProcess[str]:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("HBDEPLOY_")}
+        return subprocess.run([str(venv / "bin" / tool), *args], cwd=ops, env=env,
+                              capture_output=True, text=True, timeout=300, check=False)
+
+    where = run("python", "-c", "import hbdeploy; print(hbdeploy.__file__)").stdout
+    assert where.startswith(str(venv)), where  # not this checkout
+    init = run("hbdeploy", "init", "--node", "haproxy1=10.213.0.11", "--node",
+               "haproxy2=10.213.0.12", "--floating-ip", "10.213.0.100/24")
+    assert init.returncode == 0, init.stderr
+    (ops / "config" / "heartbeat.yml").write_text(LAB_CLUSTER.read_text())  # the user's own
+    assert run("hbdeploy", "check").returncode == 0
+    rendered = run("hbdeploy", "render", "--node", "haproxy1")
+    assert rendered.returncode == 0 and "ucast eth0 10.213.0.12" in rendered.stdout
+    listed = run("fab", "--list")
+    assert listed.returncode == 0 and "deploy" in listed.stdout, listed.stderr
+    before = {n: state(lab, n) for n in NODES}
+    result = run("fab", "-S", str(lab.ssh_config_path), "-H", "haproxy1,haproxy2", "deploy")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "unchanged: nothing to do on 2 host(s)" in result.stdout, result.stdout
+    assert "remote commands: haproxy1 1, haproxy2 1" in result.stdout, result.stdout
+    assert {n: state(lab, n) for n in NODES} == before
+    changed = run("fab", "-S", str(lab.ssh_config_path), "-H", "haproxy1,haproxy2", "deploy",
+                  "--check", "--cluster", str(variant(tmp_path, "warntime: 3", "warntime: 4")))
+    assert changed.returncode == 0 and "+warntime 4" in changed.stdout, changed.stdout
 
 
 def test_check_shows_the_diff_and_changes_nothing_then_deploy_applies(
