@@ -3,6 +3,7 @@ importing hbdeploy, ends the program with exit code 130 and one line, never a tr
 
 from __future__ import annotations
 
+import os
 import signal
 import sys
 
@@ -29,3 +30,6 @@ def main() -> None:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         sys.exit(130)
+    except BrokenPipeError:  # `hbdeploy --list | head`: the reader left, nothing to say
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        sys.exit(141)

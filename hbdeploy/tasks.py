@@ -60,12 +60,15 @@ def check(c: Context, cluster: str | None = None) -> None:
     print(config.summary(config.load_cluster(cluster)))
 
 
-@task(help={"node": "node to render the files of", "out": "write the files into this folder",
-            "cluster": CLUSTER_HELP})
+@task(positional=[], help={"node": "node to render the files of (required)",
+                           "out": "write the files into this folder", "cluster": CLUSTER_HELP})
 @reports_errors
-def render(c: Context, node: str, out: str | None = None, cluster: str | None = None) -> None:
+def render(c: Context, node: str = "", out: str | None = None, cluster: str | None = None
+           ) -> None:
     """Render ha.cf, haresources and authkeys of one node (authkeys masked on stdout)."""
     model = config.load_cluster(cluster)
+    if not node:
+        raise Exit(f"error: --node is required: one of {', '.join(model.node_names)}", code=2)
     if node not in model.node_names:
         raise Exit(f"error: node {node!r} is not in the cluster file "
                    f"(nodes: {', '.join(model.node_names)})", code=2)
@@ -89,7 +92,7 @@ def _deploy_run(c: Context) -> None:
             options["check"])
 
 
-@task(post=[_deploy_run], help={
+@task(post=[_deploy_run], auto_shortflags=False, help={
     "cluster": CLUSTER_HELP,
     "check": "pre-flight, then show what each host would get; change nothing",
     "verbose": "show remote output", "break_lock": BREAK_LOCK_HELP})
@@ -155,7 +158,8 @@ def _takeover_run(c: Context) -> None:
 
 
 @task(positional=["node"], post=[_standby_run],
-      help={"cluster": CLUSTER_HELP, "break_lock": BREAK_LOCK_HELP})
+      help={"node": "the node that hands its resources over", "cluster": CLUSTER_HELP,
+            "break_lock": BREAK_LOCK_HELP})
 @reports_errors
 def standby(c: Context, node: str, cluster: str | None = None, break_lock: bool = False) -> None:
     """NODE hands its resource groups to its peers (hb_standby); timed."""
@@ -163,7 +167,8 @@ def standby(c: Context, node: str, cluster: str | None = None, break_lock: bool 
 
 
 @task(positional=["node"], post=[_takeover_run],
-      help={"cluster": CLUSTER_HELP, "break_lock": BREAK_LOCK_HELP})
+      help={"node": "the node that takes its resources back", "cluster": CLUSTER_HELP,
+            "break_lock": BREAK_LOCK_HELP})
 @reports_errors
 def takeover(c: Context, node: str, cluster: str | None = None, break_lock: bool = False) -> None:
     """NODE takes every resource group (hb_takeover all); timed."""
@@ -182,8 +187,9 @@ def _bootstrap_run(c: Context) -> None:
     _finish(recap, options["check"])
 
 
-@task(post=[_bootstrap_run], help={"cluster": CLUSTER_HELP, "break_lock": BREAK_LOCK_HELP,
-                                   "check": "pre-flight and show the changes only"})
+@task(post=[_bootstrap_run], auto_shortflags=False, help={
+    "cluster": CLUSTER_HELP, "break_lock": BREAK_LOCK_HELP,
+    "check": "pre-flight and show the changes only"})
 @reports_errors
 def bootstrap(c: Context, cluster: str | None = None, check: bool = False,
               break_lock: bool = False) -> None:
@@ -205,7 +211,8 @@ def _decommission_run(c: Context) -> None:
 
 
 @task(positional=["node"], post=[_decommission_run],
-      help={"cluster": CLUSTER_HELP, "break_lock": BREAK_LOCK_HELP})
+      help={"node": "the node to take out (already removed from the cluster file's nodes)",
+            "cluster": CLUSTER_HELP, "break_lock": BREAK_LOCK_HELP})
 @reports_errors
 def decommission(c: Context, node: str, cluster: str | None = None,
                  break_lock: bool = False) -> None:
@@ -278,7 +285,7 @@ def password_generate(c: Context, file: str) -> None:
           f"point the cluster file at it: password_file: {path}")
 
 
-@task(iterable=["node", "service"], help={
+@task(iterable=["node", "service"], auto_shortflags=False, help={
     "node": "a node as NAME=IP, NAME as `uname -n` prints it (repeat: two or more)",
     "floating_ip": "the address clients use, which heartbeat moves (10.0.0.100 or "
                    "10.0.0.100/24)",

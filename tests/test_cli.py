@@ -98,3 +98,39 @@ def test_templates_found_from_the_installed_package(tmp_path: Path) -> None:
     result = run(sys.executable, "-c", code, cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     assert "udpport 6009" in result.stdout
+
+
+def test_every_task_and_option_has_help() -> None:
+    from hbdeploy.tasks import namespace
+
+    for name in namespace.task_names:
+        task = namespace[name]
+        assert task.__doc__, f"{name} has no docstring"
+        bare = [a.name for a in task.get_arguments() if not a.help]
+        assert not bare, f"{name}: options without help: {bare}"
+        shown = run(hbdeploy(), name, "--help", cwd=ROOT)
+        assert shown.returncode == 0 and "Docstring:" in shown.stdout, (name, shown.stderr)
+    # -h is --help everywhere: no task gives it to an option of its own (deploy's --check had it)
+    deploy = run(hbdeploy(), "deploy", "--help", cwd=ROOT).stdout
+    assert "-h," not in deploy and "--check" in deploy
+
+
+def test_shell_completion_through_bash(tmp_path: Path) -> None:
+    """The completion script invoke prints, sourced by a real bash, completes task names
+    and a task's options (docs/deploy.md says how to enable it)."""
+    for tool in ("hbdeploy", "fab"):
+        exe = script(tool)
+        completion = run(exe, "--print-completion-script", "bash", cwd=ROOT)
+        assert completion.returncode == 0 and f"complete -F _complete_{tool}" in \
+            completion.stdout, completion.stderr
+        (tmp_path / f"{tool}.bash").write_text(completion.stdout)
+        probe = (f"source {tmp_path / tool}.bash; "
+                 f"COMP_WORDS=({tool} lab.); _complete_{tool} {tool} lab.; "
+                 "echo ${COMPREPLY[@]}; "
+                 f"COMP_WORDS=({tool} deploy --c); _complete_{tool} {tool} --c; "
+                 "echo ${COMPREPLY[@]}")
+        env = {"PATH": f"{Path(exe).parent}:{os.environ['PATH']}"}
+        got = run("bash", "-c", probe, cwd=ROOT, env=env)
+        tasks, options = got.stdout.splitlines()
+        assert {"lab.up", "lab.down", "lab.cut"} <= set(tasks.split()), got
+        assert set(options.split()) == {"--check", "--cluster"}, got

@@ -69,7 +69,7 @@ def ssh_config(c: Context) -> None:
     print(_lab().ssh_config_path)
 
 
-@task(positional=["node"])
+@task(positional=["node"], help={"node": "a lab node (haproxy1, haproxy2, ...)"})
 @reports_errors
 def cut(c: Context, node: str) -> None:
     """Take NODE's network link down (it keeps running, alone)."""
@@ -77,7 +77,7 @@ def cut(c: Context, node: str) -> None:
     print(f"lab: {node} cut")
 
 
-@task(positional=["node"])
+@task(positional=["node"], help={"node": "a lab node (haproxy1, haproxy2, ...)"})
 @reports_errors
 def heal(c: Context, node: str) -> None:
     """Bring NODE's network link back up."""
@@ -85,7 +85,7 @@ def heal(c: Context, node: str) -> None:
     print(f"lab: {node} healed")
 
 
-@task(positional=["node"])
+@task(positional=["node"], help={"node": "a lab node (haproxy1, haproxy2, ...)"})
 @reports_errors
 def kill(c: Context, node: str) -> None:
     """Hard power-off of NODE (as pulling the plug)."""
@@ -93,7 +93,7 @@ def kill(c: Context, node: str) -> None:
     print(f"lab: {node} killed")
 
 
-@task(positional=["node"])
+@task(positional=["node"], help={"node": "a lab node (haproxy1, haproxy2, ...)"})
 @reports_errors
 def start(c: Context, node: str) -> None:
     """Boot NODE again, with the disk it had before lab.kill."""
