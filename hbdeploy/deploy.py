@@ -167,9 +167,10 @@ class Deployment:
             plan = plans[target.node.name]
             if plan.install:
                 self.say(target, f"would install {plan.packages}")
-            for rendered in [*(plan.files[n] for n in plan.changed_files),
+            for rendered in [*(plan.files[n] for n in plan.written),
                              *(plan.supervision[n] for n in plan.changed_supervision)]:
-                self.show_diff(target, rendered)
+                self.show_diff(target, rendered, not rendered.path
+                               and rendered.name in plan.cosmetic_files)
             if plan.firewall:
                 wanted = firewall.rules(plan.firewall_backend, self.cluster, plan.node)
                 self.say(target, f"would put {len(wanted)} firewall rules in place "
@@ -188,7 +189,8 @@ class Deployment:
             if not plan.changes_anything:
                 self.say(target, "up to date: nothing to do")
 
-    def show_diff(self, target: Target, rendered: RenderedFile) -> None:
+    def show_diff(self, target: Target, rendered: RenderedFile, cosmetic: bool = False
+                  ) -> None:
         """A unified diff of the host's file against ``rendered`` (keys masked)."""
         _, old, _ = target.remote.run(f"cat {rendered.remote_path} 2>/dev/null || true")
         new = rendered.content
@@ -198,7 +200,9 @@ class Deployment:
             old.splitlines(keepends=True), new.splitlines(keepends=True),
             f"{rendered.remote_path} (on host)", f"{rendered.remote_path} (new)"))
         self.say(target, f"would write {rendered.remote_path} (mode {rendered.mode:04o})"
-                 + ("" if diff else ": only its mode or owner differs"))
+                 + ("" if diff else ": only its mode or owner differs")
+                 + (" — comments, spacing or mode only: heartbeat would not notice, and is "
+                    "not reloaded for it" if cosmetic else ""))
         for line in diff:
             self.out(f"[{target.host}]   {line.rstrip()}")
 
@@ -236,8 +240,8 @@ class Deployment:
                             self.say(target, line)
                 step = "files"
                 self._next(target, "files")
-                apply.stage(target.remote, plan, plan.changed_files)
-                self.staged[target.node.name] = set(plan.changed_files)
+                apply.stage(target.remote, plan, plan.written)
+                self.staged[target.node.name] = set(plan.written)
             except HbdeployError:
                 result.steps[step] = "failed"
                 raise
@@ -251,13 +255,16 @@ class Deployment:
             step = "files"
             try:
                 self._next(target, "files")
-                now = [f for f in plan.changed_files if f not in plan.deferred]
+                now = [f for f in plan.written if f not in plan.deferred]
                 if now:
                     apply.commit(target.remote, now, self.stamp)
                     self.staged[target.node.name] -= set(now)
                     self.pushed[target.node.name] += now
-                    self.say(target, f"wrote {', '.join(now)}")
-                if plan.changed_files:
+                    cosmetic = [f for f in now if f in plan.cosmetic_files]
+                    self.say(target, f"wrote {', '.join(now)}" + (
+                        f" ({', '.join(cosmetic)}: comments, spacing or mode only, heartbeat "
+                        "is not reloaded for that)" if cosmetic else ""))
+                if plan.written:
                     result.steps["files"] = "changed"
                 step = "firewall"
                 self._next(target, "firewall")

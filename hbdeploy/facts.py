@@ -9,12 +9,13 @@ host. Without ``announce`` (``--check``) it changes nothing.
 
 from __future__ import annotations
 
+import base64
 import json
 import shlex
 from dataclasses import dataclass, field
 
 from . import announce as announce_script
-from . import firewall, layout, lock, status, supervision
+from . import equivalence, firewall, layout, lock, status, supervision
 from .model import Cluster
 from .remote import Remote
 from .render import FILES
@@ -37,6 +38,10 @@ command -v ifconfig >/dev/null 2>&1 && p net_tools yes  # heartbeat's IPaddr nee
 for f in ha.cf haresources authkeys; do
   if [ -f /etc/ha.d/$f ]; then p "sha_$f" "$(sha256sum /etc/ha.d/$f | cut -d' ' -f1)"; p "mode_$f" "$(stat -c '%a %U' /etc/ha.d/$f)"; fi
 done
+# What the files say, for plan's "only comments changed" (equivalence.py); authkeys as a
+# digest of its sorted lines, so the key never leaves the host.
+for f in ha.cf haresources; do [ -f /etc/ha.d/$f ] && p "text_$f" "$(base64 -w0 < /etc/ha.d/$f)"; done
+[ -f /etc/ha.d/authkeys ] && p norm_authkeys "$(__AUTHKEYS_DIGEST__ < /etc/ha.d/authkeys)"
 p hb_active "$(systemctl is-active heartbeat 2>/dev/null)"
 p hb_enabled "$(systemctl is-enabled heartbeat 2>/dev/null)"
 p hb_pid "$(systemctl show -p MainPID --value heartbeat 2>/dev/null)"
@@ -61,7 +66,8 @@ __STATUS__
 __FLOATING__
 true
 """.replace("__LOCK__", lock.PROBE).replace("__SUPERVISION__", supervision.PROBE).replace("__UNIT__", firewall.UNIT_PATH).replace("__SCRIPT__", firewall.SCRIPT_PATH)
-    .replace("__MARK__", firewall.BACKEND_MARK))
+    .replace("__MARK__", firewall.BACKEND_MARK)
+    .replace("__AUTHKEYS_DIGEST__", equivalence.AUTHKEYS_DIGEST_SH))
 
 
 TOOLS = " ".join((*layout.TOOLS, layout.IPFAIL))
@@ -121,6 +127,8 @@ class HostFacts:
     pkg_version: str = ""
     net_tools: str = ""  # "yes" when ifconfig is there (heartbeat's IPaddr needs it)
     checksums: dict[str, str] = field(default_factory=dict)
+    texts: dict[str, str] = field(default_factory=dict)  # ha.cf, haresources as on the host
+    norm_authkeys: str = ""  # equivalence.authkeys_digest of the host's authkeys
     modes: dict[str, str] = field(default_factory=dict)
     hb_active: str = ""
     hb_enabled: str = ""
@@ -168,6 +176,8 @@ def parse(output: str) -> HostFacts:
             continue
         if key.startswith("sha_") and (key[4:] in FILES or key[4:] in supervision.PATHS):
             facts.checksums[key[4:]] = value
+        elif key.startswith("text_") and key[5:] in FILES:
+            facts.texts[key[5:]] = base64.b64decode(value).decode("utf-8", "replace")
         elif key.startswith("mode_") and key[5:] in FILES:
             facts.modes[key[5:]] = value
         elif key == "addr":

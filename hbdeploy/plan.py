@@ -9,7 +9,7 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass, field
 
-from . import firewall, layout, supervision
+from . import equivalence, firewall, layout, supervision
 from .facts import HostFacts
 from .model import Cluster, Node
 from .render import RenderedFile, render_node
@@ -50,7 +50,8 @@ class HostPlan:
     node: Node
     facts: HostFacts
     files: dict[str, RenderedFile]
-    changed_files: list[str] = field(default_factory=list)
+    changed_files: list[str] = field(default_factory=list)  # heartbeat sees a change
+    cosmetic_files: list[str] = field(default_factory=list)  # comments, spacing, mode only
     install: bool = False
     firewall: bool = False
     firewall_backend: str = ""
@@ -109,8 +110,13 @@ class HostPlan:
         return layout.HEARTBEAT
 
     @property
+    def written(self) -> list[str]:
+        """Every file a deploy writes; only ``changed_files`` reload or restart heartbeat."""
+        return [*self.changed_files, *self.cosmetic_files]
+
+    @property
     def changes_anything(self) -> bool:
-        return bool(self.install or self.changed_files or self.firewall or self.enable
+        return bool(self.install or self.written or self.firewall or self.enable
                     or self.restart or self.changed_supervision or self.start_guard)
 
 
@@ -173,6 +179,14 @@ def _provided(host: str, node: Node, facts: HostFacts, cluster: Cluster) -> list
     return problems
 
 
+def _alike(name: str, facts: HostFacts, wanted: str) -> bool:
+    """The host's file means the same to heartbeat as ``wanted`` (comments, spacing, mode)."""
+    if name == "authkeys":
+        return bool(facts.norm_authkeys) and facts.norm_authkeys == \
+            equivalence.authkeys_digest(wanted)
+    return name in facts.texts and equivalence.same(name, facts.texts[name], wanted)
+
+
 def plan_host(host: str, node: Node, facts: HostFacts, cluster: Cluster) -> HostPlan:
     """What ``host`` needs so that it matches the cluster file."""
     files = render_node(cluster, node.name, ipfail_path=layout.IPFAIL)
@@ -182,8 +196,12 @@ def plan_host(host: str, node: Node, facts: HostFacts, cluster: Cluster) -> Host
     plan.install = node.install and not (facts.installed and facts.net_tools)
     for name, rendered in files.items():
         wanted_mode = f"{rendered.mode:o} root"
-        if (facts.checksums.get(name) != sha256(rendered.content)
-                or facts.modes.get(name) != wanted_mode):
+        if (facts.checksums.get(name) == sha256(rendered.content)
+                and facts.modes.get(name) == wanted_mode):
+            continue
+        if _alike(name, facts, rendered.content):
+            plan.cosmetic_files.append(name)
+        else:
             plan.changed_files.append(name)
     if cluster.firewall.enabled:
         backend, _ = firewall.choose(facts)
