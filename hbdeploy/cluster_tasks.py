@@ -24,7 +24,7 @@ from .targets import default_connections
 
 @dataclass
 class Enlisted:
-    cluster: Cluster
+    cluster: Cluster | None  # None for a task that reads no cluster file (import)
     options: dict[str, Any]
     connections: list[Connection] = field(default_factory=list)
 
@@ -32,11 +32,13 @@ class Enlisted:
 _RUNS: dict[int, Enlisted] = {}
 
 
-def enlist(c: Context, cluster_file: str | None, **options: Any) -> None:
+def enlist(c: Context, cluster_file: str | None, read_cluster: bool = True,
+           **options: Any) -> None:
     """Record this host (when there is one) for the cluster-wide half of the run."""
     run = _RUNS.get(id(c.config))
     if run is None:
-        run = _RUNS[id(c.config)] = Enlisted(config.load_cluster(cluster_file), options)
+        run = _RUNS[id(c.config)] = Enlisted(
+            config.load_cluster(cluster_file) if read_cluster else None, options)
     if isinstance(c, Connection):
         run.connections.append(c)
 
@@ -45,11 +47,19 @@ def take(c: Context, require_hosts: bool = True
          ) -> tuple[Cluster, list[Connection], dict[str, Any]]:
     """The cluster, the target connections (-H, else every node) and the options (once)."""
     run = _RUNS.pop(id(c.config), None)
-    if run is None:
+    if run is None or run.cluster is None:
         raise Exit("error: no host was enlisted for this run", code=1)
     connections = run.connections or (default_connections(run.cluster, config=c.config)
                                       if require_hosts else [])
     return run.cluster, connections, run.options
+
+
+def take_hosts(c: Context) -> tuple[list[Connection], dict[str, Any]]:
+    """The -H connections and the options of a task that reads no cluster file (once)."""
+    run = _RUNS.pop(id(c.config), None)
+    if run is None or not run.connections:
+        raise Exit("error: give the hosts with -H (e.g. -H haproxy1,haproxy2)", code=2)
+    return run.connections, run.options
 
 
 def post_task(func: Callable[..., None]) -> Task:

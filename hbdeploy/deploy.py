@@ -261,9 +261,10 @@ class Deployment:
                     self.staged[target.node.name] -= set(now)
                     self.pushed[target.node.name] += now
                     cosmetic = [f for f in now if f in plan.cosmetic_files]
+                    which = "" if cosmetic == now else f"{', '.join(cosmetic)}: "
                     self.say(target, f"wrote {', '.join(now)}" + (
-                        f" ({', '.join(cosmetic)}: comments, spacing or mode only, heartbeat "
-                        "is not reloaded for that)" if cosmetic else ""))
+                        f" ({which}comments, spacing or mode only: heartbeat is not reloaded "
+                        "for that)" if cosmetic else ""))
                 if plan.written:
                     result.steps["files"] = "changed"
                 step = "firewall"

@@ -29,9 +29,15 @@ def lines(text: str) -> list[str]:
     return out
 
 
+# Lines that say what heartbeat does without them (3.0.6 logs "Pacemaker support: false"
+# for an ha.cf with no crm line, seen in the lab).
+DEFAULT_LINES = frozenset(f"{key} {value}" for key in ("crm", "pacemaker")
+                          for value in ("off", "no", "false"))
+
+
 def hacf_key(text: str) -> tuple:
     """What heartbeat makes of an ha.cf, as a comparable value."""
-    found = lines(text)
+    found = [line for line in lines(text) if line not in DEFAULT_LINES]
     names = [line.split(" ", 1)[0] for line in found]
     repeated = {n for n in names if n not in MULTI and names.count(n) > 1}
     if repeated:

@@ -41,7 +41,7 @@ done
 # What the files say, for plan's "only comments changed" (equivalence.py); authkeys as a
 # digest of its sorted lines, so the key never leaves the host.
 for f in ha.cf haresources; do [ -f /etc/ha.d/$f ] && p "text_$f" "$(base64 -w0 < /etc/ha.d/$f)"; done
-[ -f /etc/ha.d/authkeys ] && p norm_authkeys "$(__AUTHKEYS_DIGEST__ < /etc/ha.d/authkeys)"
+[ -f /etc/ha.d/authkeys ] && p norm_authkeys "$( (__AUTHKEYS_DIGEST__) < /etc/ha.d/authkeys)"
 p hb_active "$(systemctl is-active heartbeat 2>/dev/null)"
 p hb_enabled "$(systemctl is-enabled heartbeat 2>/dev/null)"
 p hb_pid "$(systemctl show -p MainPID --value heartbeat 2>/dev/null)"

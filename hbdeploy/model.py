@@ -117,6 +117,7 @@ class Cluster:
     groups: tuple[ResourceGroup, ...]
     password: Secret = field(repr=False)
     auth_method: str = "sha1"
+    auth_index: int = 1  # authkeys' key number ("auth N"): every node must use the same
     timings: Timings = Timings()
     media: Media = Media()
     udpport: int = 694

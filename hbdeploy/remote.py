@@ -18,7 +18,7 @@ from pathlib import Path
 
 import paramiko
 from fabric import Config, Connection
-from invoke.exceptions import UnexpectedExit
+from invoke.exceptions import CommandTimedOut, UnexpectedExit
 
 from .errors import HbdeployError
 
@@ -99,6 +99,10 @@ class Remote:
                 result = self.connection.sudo(command, **kwargs)
         except UnexpectedExit as exc:  # only with warn=False; kept for safety
             result = exc.result
+        except CommandTimedOut:
+            first = command.strip().splitlines()[0][:80]
+            raise RemoteError(f"{self.label}: `{first}` did not finish within {timeout:.0f} s"
+                              ) from None
         except (OSError, paramiko.SSHException, EOFError) as exc:
             raise RemoteError(f"{self.label}: {describe_ssh_error(exc)}") from None
         if check and result.exited != 0:

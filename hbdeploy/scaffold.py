@@ -36,6 +36,7 @@ COMMENTS = {
                  "is IPaddr::IP).",
     "password_file": "heartbeat's shared key (authkeys), in a 0600 file beside this one.",
     "auth_method": "How heartbeat signs its packets: sha1 (default) or md5.",
+    "auth_index": "The key's number in authkeys (auth N); 1 unless a cluster used another.",
     "interface": "The interface heartbeat talks on (and where the floating IPs go).",
     "keepalive": "Seconds between two heartbeats.",
     "warntime": "Seconds of silence before heartbeat warns of a late heartbeat.",

@@ -15,9 +15,9 @@ from typing import Any, TypeVar
 from fabric import Connection
 from invoke import Collection, Context, Exit, task
 
-from . import config, handover, lock, membership, scaffold, secret
+from . import adopt, config, handover, lock, membership, scaffold, secret
 from .apply import remove_firewall
-from .cluster_tasks import enlist, post_task, take
+from .cluster_tasks import enlist, post_task, take, take_hosts
 from .deploy import deploy_cluster
 from .drill import run_drill
 from .errors import ConfigError, HbdeployError
@@ -319,6 +319,46 @@ def init(c: Context, node: list[str] | None = None, floating_ip: str = "",
           f"(keep {scaffold.PASSWORD_FILE} out of version control)")
 
 
+@post_task
+@reports_errors
+def _import_run(c: Context) -> None:
+    connections, options = take_hosts(c)
+    where = Path(options["folder"])
+    hosts = adopt.read_hosts(connections)
+    adoption = adopt.adopt(hosts)
+    key = where / scaffold.PASSWORD_FILE
+    if key.exists() and key.read_text().strip() != adoption.password.reveal():
+        raise Exit(f"error: {key} exists and holds another password; move it away (hbdeploy "
+                   "never overwrites a password file); nothing was written", code=2)
+    header = (f"hbdeploy cluster file, imported by `hbdeploy import` from "
+              f"{', '.join(h.host for h in hosts)}.")
+    plan = scaffold.plan(where, adoption.settings, adoption.password.reveal(),
+                         options["force"], adoption.notes, header)
+    for path in scaffold.write(plan):
+        print(f"wrote {path}" + (" (mode 0600, the key read from authkeys: never printed)"
+                                 if path.name == scaffold.PASSWORD_FILE.name else ""))
+    cluster = scaffold.loaded(where)
+    adopt.compare(hosts, adoption, cluster)
+    for line in adopt.describe(adoption):
+        print(line)
+    print(config.summary(cluster))
+    if adoption.unexpressed:
+        raise Exit("error: the cluster file cannot express every line above; review them "
+                   "before a deploy (it would drop them)", code=1)
+    print(f"next: hbdeploy -H {','.join(h.host for h in hosts)} deploy --check "
+          "(a file that differs only in comments or order is rewritten without a reload)")
+
+
+@task(name="import", post=[_import_run], auto_shortflags=False, help={
+    "folder": "the ops folder to write into (default: the current one)",
+    "force": "overwrite config/heartbeat.yml and fabfile.py (a password file never)"})
+@reports_errors
+def import_cluster(c: Context, folder: str = ".", force: bool = False) -> None:
+    """Adopt a hand-built cluster (-H every node): read its ha.cf, haresources and authkeys
+    and write a cluster file, a 0600 password file and fabfile.py; report what differs."""
+    enlist(c, None, read_cluster=False, folder=folder, force=force)
+
+
 def _finish(recap, check: bool) -> None:
     if check:
         return
@@ -333,8 +373,8 @@ def _build_namespace() -> Collection:
     from .lab.tasks import demo
     from .lab.tasks import namespace as lab_namespace
 
-    return Collection(init, check, render, deploy, status, standby, takeover, bootstrap,
-                      decommission, drill, demo,
+    return Collection(init, import_cluster, check, render, deploy, status, standby,
+                      takeover, bootstrap, decommission, drill, demo,
                       Collection("firewall", firewall_remove),
                       Collection("password", password_generate), lab_namespace)
 

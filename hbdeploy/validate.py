@@ -23,7 +23,7 @@ from .source import Source, short, type_name
 ENV_PASSWORD = "HBDEPLOY_PASSWORD"
 
 KNOWN_KEYS = (
-    "nodes", "resources", "password", "password_file", "auth_method",
+    "nodes", "resources", "password", "password_file", "auth_method", "auth_index",
     "keepalive", "deadtime", "warntime", "initdead",
     "interface", "udpport", "mode", "mcast_group", "mcast_ttl", "mcast_loop",
     "auto_failback", "ping", "ping_group", "logfacility", "logfile", "debugfile",
@@ -110,6 +110,7 @@ class Validator:
         password = self.password()
         auth_method = self.choice("auth_method", AUTH_METHODS, "sha1", {
             "crc": "crc is refused: it authenticates nothing; use sha1 (default) or md5"})
+        auth_index = self.integer("auth_index", 1, 1, 15)
         timings = self.timings()
         media = self.media()
         udpport = self.integer("udpport", 694, 1, 65535)
@@ -130,7 +131,8 @@ class Validator:
         assert password is not None and timings is not None  # guaranteed by no problems
         return Cluster(
             nodes=tuple(nodes), groups=tuple(groups), password=password,
-            auth_method=auth_method or "sha1", timings=timings, media=media or Media(),
+            auth_method=auth_method or "sha1", auth_index=auth_index or 1, timings=timings,
+            media=media or Media(),
             udpport=udpport or 694, auto_failback=auto_failback or "on", ping=tuple(ping),
             ping_groups=tuple(ping_groups), logfacility=logfacility or "local0",
             logfile=logfile, debugfile=debugfile, firewall=firewall or Firewall(),

@@ -27,7 +27,8 @@ def test_hacf_comments_spacing_and_free_order_are_alike() -> None:
                "udpport 694\nucast eth0 10.0.0.2\nnode a\n"
     assert equivalence.same("ha.cf", HACF, shuffled)
     assert not equivalence.same("ha.cf", HACF, HACF.replace("deadtime 5", "deadtime 6"))
-    assert not equivalence.same("ha.cf", HACF, HACF + "crm off\n")
+    assert equivalence.same("ha.cf", HACF, HACF + "crm off\n")  # heartbeat's default
+    assert not equivalence.same("ha.cf", HACF, HACF + "crm respawn\n")
     # udpport after the media lines applies to none of them: not the same
     late = HACF.replace("udpport 694\n", "") + "udpport 694\n"
     assert not equivalence.same("ha.cf", HACF, late)

@@ -16,12 +16,14 @@ import pytest
 
 from hbdeploy.lab import Lab
 from hbdeploy.lab.demo import http_name
-from hbdeploy.lab.outage import cut_cycle, heartbeat_whole
+from hbdeploy.lab.outage import HttpProbe, cut_cycle, heartbeat_whole
 
 from .conftest import LAB_CLUSTER, ROOT, poll, ssh, wait_for_release_images
 
 DEADTIME = 5  # examples/lab.yml's timings
-RELEASES = ["trixie", "trixie", "bookworm", "trixie"]  # haproxy1..4
+RELEASES = ["trixie", "trixie", "bookworm", "trixie", "bookworm", "bookworm"]  # haproxy1..6
+HAND_BUILT = ("haproxy5", "haproxy6")  # heartbeat set up by hand, then imported
+HAND_IP = "10.213.0.105"
 PAIRS = {  # floating IP: (preferred node, its peer)
     "10.213.0.104": ("haproxy1", "haproxy2"),  # trixie + trixie
     "10.213.0.106": ("haproxy3", "haproxy4"),  # bookworm + trixie
@@ -160,3 +162,80 @@ def test_install_false_uses_the_operators_heartbeat_and_checks_it(
     assert result.returncode == 0, result.stdout + result.stderr
     assert "installing" not in result.stdout and sha(lab, "haproxy1") != before
     poll(lambda: http_name(ip) == "haproxy1", 30)
+
+
+HAND_BUILD = r"""set -e
+export DEBIAN_FRONTEND=noninteractive
+apt-get install -y -q --no-install-recommends heartbeat net-tools >/dev/null 2>&1
+cat > /etc/ha.d/ha.cf <<CF
+# ha.cf, written by hand
+logfacility     local0
+keepalive 1
+warntime 3
+deadtime 5
+initdead 10
+udpport 694
+ucast eth0 $1
+auto_failback on
+node haproxy5
+node haproxy6
+ping 10.213.0.1
+respawn hacluster /usr/libexec/heartbeat/ipfail
+CF
+printf 'haproxy5   IPaddr::10.213.0.105/24/eth0\n' > /etc/ha.d/haresources
+printf '# the lab key\nauth 2\n2 sha1 hand-built-key-of-the-lab-0123\n' > /etc/ha.d/authkeys
+chmod 600 /etc/ha.d/authkeys
+systemctl restart heartbeat
+"""
+
+
+def hb_pid(lab: Lab, node: str) -> str:
+    return ssh(lab, node, "systemctl show -p MainPID --value heartbeat").stdout.strip()
+
+
+def test_a_hand_built_cluster_is_imported_and_adopted_without_a_reload(
+        lab: Lab, pairs: dict[str, Path], tmp_path: Path) -> None:
+    """A cluster set up with plain ssh (apt, files by hand, auth 2): `hbdeploy import` writes
+    a cluster file and the key (never shown); `deploy --check` of it would reload nothing,
+    and the deploy adopts the nodes with heartbeat untouched (same PIDs) and the floating IP
+    answered all along."""
+    peers = {"haproxy5": "10.213.0.16", "haproxy6": "10.213.0.15"}
+    with ThreadPoolExecutor(2) as pool:
+        built = list(pool.map(lambda n: subprocess.run(
+            lab.ssh_command(n, f"sh -s {peers[n]}"), input=HAND_BUILD, capture_output=True,
+            text=True, timeout=300, check=False), HAND_BUILT))
+    for result in built:
+        assert result.returncode == 0, result.stderr
+    poll(lambda: http_name(HAND_IP) == "haproxy5", 90)
+    ops = tmp_path / "ops"
+    ops.mkdir()
+
+    def run(*args: str) -> subprocess.CompletedProcess[str]:
+        argv = [str(Path(sys.executable).parent / "hbdeploy"), "-S",
+                str(lab.ssh_config_path), "-H", ",".join(HAND_BUILT), *args]
+        return subprocess.run(argv, cwd=ops, capture_output=True, text=True, timeout=300,
+                              check=False)
+
+    imported = run("import")
+    assert imported.returncode == 0, imported.stdout + imported.stderr
+    key = ops / "config" / "heartbeat.key"
+    assert key.read_text() == "hand-built-key-of-the-lab-0123\n"
+    assert oct(key.stat().st_mode & 0o777) == "0o600"
+    assert "hand-built-key" not in imported.stdout + imported.stderr
+    assert "haproxy5: ha.cf: crm off (heartbeat's default: no change)" in imported.stdout
+    assert "cannot express" not in imported.stdout and "the nodes differ" not in imported.stdout
+    text = (ops / "config" / "heartbeat.yml").read_text()
+    assert "auth_index: 2" in text and "haproxy5: IPaddr::10.213.0.105/24/eth0" in text
+    preview = run("deploy", "--check")
+    assert preview.returncode == 0, preview.stdout + preview.stderr
+    assert "would reload" not in preview.stdout and "would restart" not in preview.stdout
+    assert preview.stdout.count("heartbeat would not notice") == 6, preview.stdout
+    pids = {n: hb_pid(lab, n) for n in HAND_BUILT}
+    with HttpProbe(HAND_IP) as probe:
+        adopted = run("deploy")
+        poll(lambda: heartbeat_whole(lab, list(HAND_BUILT)), 30)
+    assert adopted.returncode == 0, adopted.stdout + adopted.stderr
+    assert {n: hb_pid(lab, n) for n in HAND_BUILT} == pids, adopted.stdout
+    assert probe.failures == 0 and probe.servers() == {"haproxy5"}, adopted.stdout
+    again = run("deploy")
+    assert "remote commands: haproxy5 1, haproxy6 1" in again.stdout, again.stdout
