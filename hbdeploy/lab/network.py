@@ -15,11 +15,17 @@ from __future__ import annotations
 
 import ipaddress
 import json
+import os
+import re
 from dataclasses import dataclass
 
 from .sh import LabError, run
 
-PREFIX = "hbl"
+# The names of the lab's namespaces, links and machines start with it: a second lab (a test
+# worker's, in a network namespace of its own) takes another ($HBDEPLOY_LAB_PREFIX).
+PREFIX = os.environ.get("HBDEPLOY_LAB_PREFIX", "hbl")
+if not re.fullmatch(r"[a-z][a-z0-9]{1,5}", PREFIX):
+    raise ValueError(f"HBDEPLOY_LAB_PREFIX {PREFIX!r}: 2 to 6 lowercase letters or digits")
 BRIDGE_NS = f"{PREFIX}-br"
 HOST_LINK = f"{PREFIX}-ctl"
 

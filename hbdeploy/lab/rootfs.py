@@ -10,6 +10,7 @@ wait there too, for the tests that put a node behind one of them.
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
 import os
@@ -116,6 +117,14 @@ def ensure_root(cache: Path, report: Report, mirror: str | None = None,
     if (root / ".hbdeploy-complete").is_file():
         return root
     cache.mkdir(parents=True, exist_ok=True)
+    with (cache / ".build-lock").open("w") as lock:  # one build at a time (two labs)
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if (root / ".hbdeploy-complete").is_file():  # built while this one waited
+            return root
+        return _build(cache, root, report, mirror, release)
+
+
+def _build(cache: Path, root: Path, report: Report, mirror: str, release: str) -> Path:
     building = cache / f"{root.name}.building"
     if building.exists():
         shutil.rmtree(building)  # left by a build that was killed

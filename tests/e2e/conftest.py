@@ -1,8 +1,17 @@
-"""The lab, booted once per test session; the suite fails (not skips) when it cannot start."""
+"""The lab, booted once per test session; the suite fails (not skips) when it cannot start.
+
+The suite runs on two pytest-xdist workers (pyproject.toml), each with a lab of its own:
+worker gw0 in this machine's network namespace, as `hbdeploy lab.up` does; every other
+worker in a network namespace of its own, so that its lab has the same addresses
+(10.213.0.0/24) without meeting gw0's, under its own names ($HBDEPLOY_LAB_PREFIX) and state
+folder ($HBDEPLOY_LAB_DIR). The modules are split between the workers by xdist_group
+(pytest_collection_modifyitems below); the unit tests go to either.
+"""
 
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import os
 import signal
 import subprocess
@@ -13,7 +22,44 @@ from pathlib import Path
 
 import pytest
 
-from hbdeploy.lab import Lab, rootfs
+WORKER = os.environ.get("PYTEST_XDIST_WORKER", "gw0")
+OWN_NETNS = WORKER != "gw0"
+if OWN_NETNS:  # before hbdeploy.lab reads them
+    os.environ["HBDEPLOY_LAB_PREFIX"] = f"hb{WORKER[2:]}"
+    os.environ["HBDEPLOY_LAB_DIR"] = f"/var/lib/hbdeploy/lab-{WORKER}"
+
+from hbdeploy.lab import Lab, rootfs  # noqa: E402
+
+# The modules of each worker's lab, about 12 minutes each (see --durations).
+GROUPS = {"test_1_deploy": "lab-a", "test_1b_partitions": "lab-a", "test_1c_faults": "lab-a",
+          "test_2_operations": "lab-b", "test_3_lab": "lab-b", "test_4_firewalls": "lab-b",
+          "test_5_releases": "lab-b"}
+CLONE_NEWNET = 0x40000000
+# This process's first network namespace (the machine's), for what must reach the Internet
+# from a worker in a namespace of its own (the wheel test's pip): see host_network().
+_FIRST_NETNS = os.open("/proc/self/ns/net", os.O_RDONLY)
+
+
+@pytest.hookimpl(tryfirst=True)  # before xdist's own, which reads the marks
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        group = GROUPS.get(item.module.__name__.rsplit(".", 1)[-1])
+        if group:
+            item.add_marker(pytest.mark.xdist_group(group))
+
+
+def host_network(argv: list[str]) -> list[str]:
+    """``argv`` run in the machine's network namespace (where a mirror or PyPI is reached)."""
+    return ["nsenter", f"--net=/proc/{os.getpid()}/fd/{_FIRST_NETNS}", *argv]
+
+
+def _enter_own_netns() -> None:
+    """Move this process (its main thread, which runs the tests and starts every subprocess)
+    into a new network namespace with its loopback up."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.unshare(CLONE_NEWNET) != 0:
+        raise OSError(ctypes.get_errno(), "unshare(CLONE_NEWNET) failed")
+    subprocess.run(["ip", "link", "set", "lo", "up"], check=True)
 
 LAB_NODES = 3
 # The other releases' node images (test_5_releases.py), built from the session's start in a
@@ -27,6 +73,7 @@ def report(message: str) -> None:
 
 
 def _build_release_images(lab: Lab) -> None:
+    lab.state_dir.mkdir(parents=True, exist_ok=True)
     for release in OTHER_RELEASES:
         log = lab.state_dir / f"image-{release}.log"
         code = ("import sys; from pathlib import Path; from hbdeploy.lab import rootfs; "
@@ -52,11 +99,16 @@ def wait_for_release_images(deadline: float = 900) -> None:
 def lab() -> Iterator[Lab]:
     lab = Lab(report=report)
     try:
+        # Built here, in the machine's namespace (debootstrap needs the mirror); the other
+        # releases in the background, started from here too.
+        rootfs.ensure_root(lab.cache_dir, report)
+        _build_release_images(lab)
+        if OWN_NETNS:
+            _enter_own_netns()
         lab.down()  # whatever an earlier run left: every session starts from bare nodes
         lab.up(nodes=LAB_NODES)
     except Exception as exc:  # the reason must reach the test report
         pytest.fail(f"the lab could not start: {exc}", pytrace=False)
-    _build_release_images(lab)
     yield lab
     for process, _ in _builds:  # a session that did not reach test_5: debootstrap too
         with contextlib.suppress(ProcessLookupError):
@@ -131,6 +183,18 @@ def variant(tmp_path: Path, name: str, *changes: tuple[str, str]) -> Path:
     path = tmp_path / name
     path.write_text(text)
     return path
+
+
+def flipped(lab: Lab, tmp_path: Path, key: str = "warntime", lab_value: str = "3",
+            other: str = "4") -> tuple[Path, str]:
+    """The cluster file whose ``key`` is the value the nodes do not have (examples/lab.yml's
+    ``lab_value`` or ``other``), and that value: consecutive tests change ha.cf in turn
+    (warntime by default: a change that rolls out by reloads) without a deploy back to
+    examples/lab.yml in between (each rollout costs ~8 s)."""
+    if f"{key} {other}" in ssh(lab, "haproxy1", "cat /etc/ha.d/ha.cf").stdout:
+        return LAB_CLUSTER, lab_value
+    return variant(tmp_path, f"{key}-{other}.yml",
+                   (f"{key}: {lab_value}", f"{key}: {other}")), other
 
 
 def cli(lab: Lab, *args: str, tool: str = "hbdeploy", hosts: str | None = "haproxy1,haproxy2",

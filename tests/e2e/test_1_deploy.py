@@ -24,7 +24,9 @@ from .conftest import (
     LAB_CLUSTER,
     ROOT,
     cli,
+    flipped,
     hb_links_up,
+    host_network,
     observe,
     poll,
     ssh,
@@ -39,16 +41,6 @@ STATE = ("stat -c '%n %U %a %Y' /etc/ha.d/ha.cf /etc/ha.d/haresources /etc/ha.d/
 # started less than 8 s ago.
 ANNOUNCING = ("pgrep -x send_arp >/dev/null || [ \"$(ps -o etimes= -p "
               "\"$(systemctl show -p MainPID --value heartbeat)\" | tr -d ' ')\" -lt 8 ]")
-
-
-def flipped(lab: Lab, tmp_path: Path, key: str, lab_value: str, other: str
-            ) -> tuple[Path, str]:
-    """The cluster file whose ``key`` is the value the nodes do not have (examples/lab.yml's
-    ``lab_value`` or ``other``), and that value: consecutive tests change ha.cf in turn
-    without a deploy back to examples/lab.yml in between (each rollout costs ~8 s)."""
-    if f"{key} {other}" in ssh(lab, "haproxy1", "cat /etc/ha.d/ha.cf").stdout:
-        return LAB_CLUSTER, lab_value
-    return variant(tmp_path, f"{key}: {lab_value}", f"{key}: {other}"), other
 
 
 def back_to_lab_yml(lab: Lab, cluster: Path) -> None:
@@ -164,8 +156,8 @@ def test_installed_from_a_wheel_and_run_from_an_ops_folder(deployed: Lab, tmp_pa
     (wheel,) = wheels.glob("hbdeploy-*.whl")
     venv = tmp_path / "venv"
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=120)
-    installed = subprocess.run([str(venv / "bin" / "pip"), "install", "-q",
-                                "--disable-pip-version-check", str(wheel)],
+    installed = subprocess.run(host_network([str(venv / "bin" / "pip"), "install", "-q",
+                                             "--disable-pip-version-check", str(wheel)]),
                                capture_output=True, text=True, timeout=600, check=False)
     assert installed.returncode == 0, installed.stderr
     ops = tmp_path / "ops"

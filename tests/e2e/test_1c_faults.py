@@ -18,7 +18,7 @@ from hbdeploy.lab.demo import http_name
 from hbdeploy.lab.outage import HolderWatch, HttpProbe
 from hbdeploy.lock import OWNER
 
-from .conftest import FLOATING_IP, LAB_CLUSTER, ROOT, cli, poll, ssh, variant
+from .conftest import FLOATING_IP, LAB_CLUSTER, ROOT, cli, flipped, poll, ssh, variant
 
 NODES = ("haproxy1", "haproxy2")
 FILES = "sha256sum /etc/ha.d/ha.cf /etc/ha.d/haresources /etc/ha.d/authkeys"
@@ -42,14 +42,6 @@ def healthy(lab: Lab) -> None:
     poll(lambda: cli(lab, "status", "--cluster", str(LAB_CLUSTER), hosts=None).returncode == 0,
          60)
     poll(lambda: http_name(FLOATING_IP) == "haproxy1", 60)
-
-
-def flipped(lab: Lab, tmp_path: Path) -> Path:
-    """The cluster file with the other warntime than the nodes have (3 <-> 4): a change that
-    rolls out by reloads, so that consecutive tests need no reset in between."""
-    if "warntime 4" in ssh(lab, "haproxy1", "cat /etc/ha.d/ha.cf").stdout:
-        return LAB_CLUSTER
-    return variant(tmp_path, "c.yml", ("warntime: 3", "warntime: 4"))
 
 
 @pytest.fixture(scope="module")
@@ -157,7 +149,7 @@ def test_a_live_lock_refuses_every_command_an_expired_one_is_taken_over(
 
 def test_two_operators_at_once_the_second_is_refused(cluster: Lab, tmp_path: Path) -> None:
     lab = cluster
-    warmer = flipped(lab, tmp_path)
+    warmer = flipped(lab, tmp_path)[0]
     want = "warntime 3" if warmer == LAB_CLUSTER else "warntime 4"
     first = Running(lab, "deploy", cluster=warmer)  # a rolling reload: a few seconds
     first.wait_for("wrote ha.cf")  # it holds the lock from before its first change
@@ -191,7 +183,7 @@ def test_an_interrupt_leaves_nothing_half_done_and_a_rerun_converges(
         count: int) -> None:
     lab = cluster
     signals = sig if isinstance(sig, tuple) else (sig,)
-    changed = flipped(lab, tmp_path)
+    changed = flipped(lab, tmp_path)[0]
     if phase == "install":
         ssh(lab, "haproxy2", "dpkg -r net-tools >/dev/null")  # the deploy installs it back
     if phase == "firewall":
@@ -258,7 +250,7 @@ def test_a_dropped_ssh_session_mid_run_is_reopened(cluster: Lab, tmp_path: Path)
     """Every SSH session to haproxy2 dropped after the first host's files are in place: the
     run reconnects (Fabric reopens a closed connection) and completes."""
     lab = cluster
-    changed = flipped(lab, tmp_path)
+    changed = flipped(lab, tmp_path)[0]
     with HttpProbe(FLOATING_IP, interval=0.05, timeout=0.5) as traffic:
         run = Running(lab, "deploy", cluster=changed)
         run.wait_for("wrote ha.cf")
@@ -280,7 +272,7 @@ def test_a_node_dying_mid_run_stops_it_and_a_rerun_converges(cluster: Lab,
     reload: the run stops, naming it, within the dead-peer timeout; haproxy1 keeps the
     floating IP; once haproxy2 is back, a rerun converges."""
     lab = cluster
-    changed = flipped(lab, tmp_path)
+    changed = flipped(lab, tmp_path)[0]
     with HttpProbe(FLOATING_IP, interval=0.05, timeout=0.5) as traffic:
         run = Running(lab, "deploy", cluster=changed)
         run.wait_for("wrote ha.cf")
@@ -319,7 +311,7 @@ def test_apt_failing_changes_nothing_on_any_host(cluster: Lab, tmp_path: Path,
                                                   monkeypatch: pytest.MonkeyPatch) -> None:
     lab = cluster
     monkeypatch.setenv("HBDEPLOY_DPKG_WAIT", "3")
-    changed = flipped(lab, tmp_path)
+    changed = flipped(lab, tmp_path)[0]
     ssh(lab, "haproxy2", "dpkg -r net-tools >/dev/null")  # so that the deploy installs
     before = files(lab)
 
@@ -364,7 +356,7 @@ def test_apt_failing_changes_nothing_on_any_host(cluster: Lab, tmp_path: Path,
 
 def test_a_full_etc_fails_the_push_cleanly(cluster: Lab, tmp_path: Path) -> None:
     lab = cluster
-    changed = flipped(lab, tmp_path)
+    changed = flipped(lab, tmp_path)[0]
     # /etc/ha.d on haproxy2 becomes a small tmpfs holding its files, filled to the brim.
     ssh(lab, "haproxy2", "cp -a /etc/ha.d /root/ha.d.keep && mount -t tmpfs -o size=256k "
                          "tmpfs /etc/ha.d && cp -a /root/ha.d.keep/. /etc/ha.d/ && "

@@ -140,8 +140,10 @@ def test_killed_run_then_down_leaves_nothing(lab: Lab) -> None:
     hbdeploy = str(Path(sys.executable).parent / "hbdeploy")
     subprocess.run([hbdeploy, "lab.up", "--nodes", str(LAB_NODES)], check=True,
                    capture_output=True, timeout=300)
+    booted = [pid for pids in nspawn_pids().values() for pid in pids]  # this lab's only
+    assert len(booted) == LAB_NODES
     subprocess.run([hbdeploy, "lab.down"], check=True, capture_output=True, timeout=120)
-    assert subprocess.run(["pgrep", "-a", "-x", "systemd-nspawn"], capture_output=True,
-                          text=True, check=False).stdout == ""
+    left = [pid for pid in booted if Path(f"/proc/{pid}").exists()]  # zombies count
+    assert not left, f"systemd-nspawn processes left after lab.down: {left}"
     lab.up(nodes=LAB_NODES)  # later tests get a fresh lab
     assert len(lab.status()) == LAB_NODES
