@@ -53,7 +53,7 @@ class HostFiles:
     host: str
     uname: str = ""
     addresses: list[tuple[str, str]] = field(default_factory=list)  # (interface, ip)
-    files: dict[str, str] = field(default_factory=dict)
+    files: dict[str, str] = field(default_factory=dict, repr=False)  # authkeys: the key
     running: bool = False
 
 

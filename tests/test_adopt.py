@@ -43,7 +43,8 @@ def test_settings_and_what_cannot_be_expressed() -> None:
     assert (s["auto_failback"], s["logfacility"], s["ping"]) == ("off", "daemon", "10.0.0.254")
     assert (s["auth_method"], s["auth_index"]) == ("md5", 3)
     assert adoption.password.reveal() == "a-hand-made-key-01234"
-    assert "a-hand-made-key" not in repr(adoption) + " ".join(adopt.describe(adoption))
+    assert "a-hand-made-key" not in repr(adoption) + repr(found) + " ".join(
+        adopt.describe(adoption))
     assert adoption.unexpressed == ["lb1: ha.cf: compression bz2"]
     cluster = validate.load(source.from_document(
         {**{k: v for k, v in s.items() if k != "password_file"},
