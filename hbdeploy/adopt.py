@@ -260,12 +260,9 @@ def compare(hosts: list[HostFiles], adoption: Adoption, cluster: Cluster) -> Non
         if host.uname not in cluster.node_names:
             continue
         rendered = render_node(cluster, host.uname, ipfail_path=layout.IPFAIL)
-        for name in ("ha.cf", "haresources"):
-            theirs = set(equivalence.lines(host.files[name]))
-            ours = set(equivalence.lines(rendered[name].content))
-            if name == "haresources":
-                theirs = set(equivalence.haresources_key(host.files[name]))
-                ours = set(equivalence.haresources_key(rendered[name].content))
+        for name, key in (("ha.cf", equivalence.lines),
+                          ("haresources", equivalence.haresources_key)):
+            theirs, ours = set(key(host.files[name])), set(key(rendered[name].content))
             already = {u.split(f"{name}: ", 1)[-1] for u in adoption.unexpressed
                        if u.startswith(f"{host.host}: {name}: ")}
             for line in sorted(theirs - ours - already):
