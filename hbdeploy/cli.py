@@ -3,9 +3,11 @@ importing hbdeploy, ends the program with exit code 130 and one line, never a tr
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import sys
+from typing import NoReturn
 
 
 def interrupt(signum: int, _frame: object) -> None:
@@ -21,6 +23,24 @@ def end_runs_cleanly_on_signals() -> None:
         signal.signal(signum, interrupt)
 
 
+def exit_interrupted(message: str) -> NoReturn:
+    """Print ``message`` and end the process now with exit code 130.
+
+    Python's own exit would take its signal handlers down before the process is gone
+    (under load that took over 0.3 s), so an operator's next SIGTERM in that window
+    killed it with SIGTERM's default action instead; and a non-daemon worker would be
+    waited for. By now the step under way on each host has ended (or a second signal
+    asked not to wait for it) and the run lock is released: nothing is left to do.
+    """
+    for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(signum, signal.SIG_IGN)  # from here on the exit code is 130
+    print(message, file=sys.stderr)
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(Exception):
+            stream.flush()
+    os._exit(130)
+
+
 def main() -> None:
     end_runs_cleanly_on_signals()
     try:
@@ -28,8 +48,7 @@ def main() -> None:
 
         program.run()
     except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        sys.exit(130)
+        exit_interrupted("interrupted")
     except BrokenPipeError:  # `hbdeploy --list | head`: the reader left, nothing to say
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         sys.exit(141)

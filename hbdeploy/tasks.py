@@ -17,6 +17,7 @@ from invoke import Collection, Context, Exit, task
 
 from . import adopt, config, handover, lock, membership, scaffold, secret
 from .apply import remove_firewall
+from .cli import exit_interrupted
 from .cluster_tasks import enlist, post_task, take, take_hosts
 from .deploy import deploy_cluster
 from .drill import run_drill
@@ -45,10 +46,10 @@ def reports_errors(func: F) -> F:
         except HbdeployError as exc:
             raise Exit(f"error: {exc}", code=1) from None
         except KeyboardInterrupt:
-            raise Exit("interrupted: the step under way on each host was let finish and no "
-                       "later one started (files are replaced whole, rule sets loaded whole); "
-                       "the run lock is released; rerun the command to converge",
-                       code=130) from None
+            exit_interrupted(
+                "interrupted: the step under way on each host was let finish and no later "
+                "one started (files are replaced whole, rule sets loaded whole); the run "
+                "lock is released; rerun the command to converge")
 
     return wrapper  # type: ignore[return-value]
 
