@@ -171,7 +171,10 @@ def test_status_exit_codes(serving: Lab) -> None:
         assert "orphaned" in seen, f"not healthy 60s after the partition healed: {seen}"
     print(f"after the partition healed, status saw: {sorted(seen)}")
     settle(lab)
-    assert status(lab)[0] == 0
+    # A healthy instant can come before heartbeat's own split-brain restart of one side
+    # (seen under load: "Heartbeat shutdown in progress" 2 s after the heal, the re-exec 3 s
+    # later, that node degraded while it rejoins): healthy again by itself, within a bound.
+    poll(lambda: status(lab)[0] == 0, 30)
 
 
 def settle(lab: Lab) -> None:
