@@ -7,11 +7,11 @@ import os
 import shlex
 import time
 
-from . import firewall, supervision
+from . import firewall, supervision, sysctl
+from .layout import BACKUP_DIR
 from .plan import HostPlan
 from .remote import Remote, RemoteError
 
-BACKUP_DIR = "/etc/ha.d/.hbdeploy"
 GENERATIONS = 5
 
 # Seconds to wait for another process's dpkg/apt lock ($HBDEPLOY_DPKG_WAIT to change it).
@@ -240,6 +240,19 @@ def supervise(remote: Remote, plan: HostPlan) -> None:
         remote.write_file(rendered.remote_path, rendered.content, rendered.mode)
     remote.run("systemctl daemon-reload && systemctl enable -q hbdeploy-guard.service && "
                "systemctl restart hbdeploy-guard.service", timeout=120)
+
+
+def apply_sysctl(remote: Remote, plan: HostPlan) -> None:
+    """hbdeploy's nonlocal_bind file written and in force, or removed (sysctl.py)."""
+    if plan.sysctl == "write":
+        remote.write_file(sysctl.PATH, sysctl.CONTENT, 0o644)
+        remote.run(sysctl.APPLY)
+    elif plan.sysctl == "remove":
+        remove_sysctl(remote)
+
+
+def remove_sysctl(remote: Remote) -> None:
+    remote.run(sysctl.REMOVE)
 
 
 def remove_supervision(remote: Remote) -> None:

@@ -11,11 +11,11 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from fabric import Connection
 
-from . import apply, config, facts, firewall, lock, supervision
+from . import apply, config, facts, firewall, lock, rekey, supervision, sysctl
 from .converge import config_fault, converge, right_at_first_sight
 from .errors import HbdeployError
 from .model import Cluster
@@ -123,6 +123,7 @@ class Deployment:
         self.pushed: dict[str, list[str]] = {t.node.name: [] for t in targets}
         self.staged: dict[str, set[str]] = {t.node.name: set() for t in targets}  # not in place
         self.applied: dict[str, str] = {}  # node -> "reload" | "restart" done in this run
+        self.rotation: list[rekey.Pass] = []  # the password's passes (rekey.py), if any
         self.started = time.monotonic()
 
     def say(self, target: Target, message: str) -> None:
@@ -135,11 +136,12 @@ class Deployment:
         change."""
         outcomes = _parallel(_guard(lambda t: facts.gather(
             t.remote, facts.probe(self.cluster, t.node.name, announce))), self.targets)
-        problems, plans = [], {}
+        problems, plans, found = [], {}, {}
         for target, (host_facts, error) in zip(self.targets, outcomes, strict=True):
             if error:
                 problems.append(error)
                 continue
+            found[target.node.name] = host_facts
             problems += preflight(target.host, target.node, host_facts, self.cluster)
             owner = lock.held_by_other(host_facts.lock, host_facts.now)
             if owner and not self.break_lock and not check:  # --check changes nothing
@@ -147,22 +149,84 @@ class Deployment:
             elif owner and check:
                 self.say(target, "note: another hbdeploy run holds the lock: "
                                  + owner.describe(host_facts.now))
-            plans[target.node.name] = plan_host(target.host, target.node, host_facts,
-                                                self.cluster)
+        try:
+            problems += self._plan_rotation(found)
+        except HbdeployError as exc:
+            problems.append(str(exc))
+        for target in self.targets:
+            if target.node.name in found:
+                plans[target.node.name] = plan_host(target.host, target.node,
+                                                    found[target.node.name], self.cluster)
         if problems:
             raise DeployError("pre-flight failed, no host was changed:\n  "
                               + "\n  ".join(problems))
         for target in self.targets:
             plan = plans[target.node.name]
+            if self.cluster.nonlocal_bind and plan.facts.nonlocal_bind != "1":
+                self.say(target, f"nonlocal_bind: {sysctl.KEY} is "
+                                 f"{sysctl.describe(plan.facts.nonlocal_bind)} here; a "
+                                 "service cannot bind the floating IP before this node holds "
+                                 "it until the deploy sets it")
             if not supervision.references(self.cluster, plan.facts.gateway):
                 self.say(target, "warning: no `ping` address in the cluster file and no "
                                  "default gateway here: hbdeploy-guard cannot tell this node "
                                  "being cut off from its peers dying, and will not act")
         return plans
 
+    def _plan_rotation(self, found: dict[str, facts.HostFacts]) -> list[str]:
+        """The key index the password has or gets (rekey.choose_index: the cluster is
+        rendered with it), and the passes a password change needs on the running nodes
+        (``self.rotation``); the problems that forbid it."""
+        rings = {name: f.keyring for name, f in found.items() if f.keyring}
+        index = rekey.choose_index(self.cluster, rings.values())
+        if index != self.cluster.auth_index:
+            self.cluster = replace(self.cluster, auth_index=index)
+        running = {name: rings.get(name) or rekey.KeyRing("", {})
+                   for name, f in found.items() if f.running}
+        if len(running) < 2:  # no running peer to stay in touch with
+            return []
+        self.rotation = rekey.passes(self.cluster, index, running)
+        if not self.rotation:
+            return []
+        given = {t.node.name for t in self.targets}
+        outside = sorted({peer for name in running for peer, state in parse_view(
+            self.cluster, name, name, "\n".join(found[name].view)).peers.items()
+            if state == "active" and peer not in given})
+        if outside:
+            return [f"the password changes, and {', '.join(outside)} runs heartbeat but is "
+                    "not in this run: it would not get the new key and be cut off from the "
+                    "others; give every running node (-H)"]
+        return []
+
+    def rotate(self, plans: dict[str, HostPlan]) -> None:
+        """The password rotation (rekey.py) on the running nodes, before anything else
+        changes; their authkeys is then as rendered, so the rollout does not touch it."""
+        if not self.rotation:
+            return
+        by_name = {t.node.name: t for t in self.targets}
+        rekey.rotate(
+            self.cluster, self.cluster.auth_index, self.rotation,
+            {n: by_name[n].remote for n in by_name},
+            {n: plans[n].files["authkeys"].content for n in plans}, self.stamp,
+            lambda node, line: self.say(by_name[node], line), self.cancelled.is_set)
+        for name in {n for step in self.rotation for n in step.nodes}:
+            plan = plans[name]
+            for kept in (plan.changed_files, plan.cosmetic_files):
+                if "authkeys" in kept:
+                    kept.remove("authkeys")
+            self.results[name].steps["files"] = "changed"
+            self.say(by_name[name], "password rotated: every running node signs with the new "
+                                    "key and knows no other (heartbeat re-read authkeys; no "
+                                    "reload or restart)")
+
     # -- check mode ----------------------------------------------------------------------------
     def show(self, plans: dict[str, HostPlan]) -> None:
         """What each host would get, with unified diffs (authkeys masked); changes nothing."""
+        if self.rotation:
+            self.out("would rotate the password on the running nodes, each pass on all of "
+                     "them before the next (heartbeat re-reads authkeys each time):")
+            for number, step in enumerate(self.rotation, 1):
+                self.out(f"  {number}. {step.says}: {', '.join(step.nodes)}")
         for target in self.targets:
             plan = plans[target.node.name]
             if plan.install:
@@ -177,6 +241,11 @@ class Deployment:
                                  f"({firewall.describe(plan.firewall_backend)}):")
                 for line in wanted:
                     self.out(f"[{target.host}]   {line}")
+            if plan.sysctl == "write":
+                self.say(target, f"would set {sysctl.KEY} = 1 (nonlocal_bind; "
+                                 f"{sysctl.PATH})")
+            elif plan.sysctl == "remove":
+                self.say(target, f"would remove {sysctl.PATH} (nonlocal_bind is off)")
             if plan.enable:
                 self.say(target, "would enable heartbeat at boot")
             if plan.start_guard:
@@ -276,6 +345,11 @@ class Deployment:
                     result.steps["firewall"] = "changed"
                     self.say(target, "firewall rules in place "
                                      f"({firewall.describe(plan.firewall_backend)})")
+                if plan.sysctl:
+                    apply.apply_sysctl(target.remote, plan)
+                    self.say(target, f"{sysctl.KEY} = 1 in force (nonlocal_bind; "
+                                     f"{sysctl.PATH})" if plan.sysctl == "write" else
+                             f"removed {sysctl.PATH} (nonlocal_bind is off)")
                 step = "service"
                 self._next(target, "service")
                 if plan.enable:
@@ -380,6 +454,12 @@ def _change(run: Deployment, recap: Recap, plans: dict[str, HostPlan]) -> Recap:
     if errors:
         recap.failed = True
         recap.messages += [*errors, "nothing was installed or written on any host"]
+        return recap
+    try:
+        run.rotate(plans)
+    except rekey.RotationError as exc:
+        recap.failed = True
+        recap.messages.append(str(exc))
         return recap
     errors = run.prepare(plans)
     if errors:

@@ -15,7 +15,7 @@ import shlex
 from dataclasses import dataclass, field
 
 from . import announce as announce_script
-from . import equivalence, firewall, layout, lock, status, supervision
+from . import equivalence, firewall, layout, lock, rekey, status, supervision, sysctl
 from .model import Cluster
 from .remote import Remote
 from .render import FILES
@@ -42,6 +42,7 @@ done
 # digest of its sorted lines, so the key never leaves the host.
 for f in ha.cf haresources; do [ -f /etc/ha.d/$f ] && p "text_$f" "$(base64 -w0 < /etc/ha.d/$f)"; done
 [ -f /etc/ha.d/authkeys ] && p norm_authkeys "$( (__AUTHKEYS_DIGEST__) < /etc/ha.d/authkeys)"
+__KEYRING__
 p hb_active "$(systemctl is-active heartbeat 2>/dev/null)"
 p hb_enabled "$(systemctl is-enabled heartbeat 2>/dev/null)"
 p hb_pid "$(systemctl show -p MainPID --value heartbeat 2>/dev/null)"
@@ -62,12 +63,14 @@ if [ -f __SCRIPT__ ]; then
 fi
 __LOCK__
 __SUPERVISION__
+__SYSCTL__
 __STATUS__
 __FLOATING__
 true
-""".replace("__LOCK__", lock.PROBE).replace("__SUPERVISION__", supervision.PROBE).replace("__UNIT__", firewall.UNIT_PATH).replace("__SCRIPT__", firewall.SCRIPT_PATH)
+""".replace("__LOCK__", lock.PROBE).replace("__SYSCTL__", sysctl.PROBE).replace("__SUPERVISION__", supervision.PROBE).replace("__UNIT__", firewall.UNIT_PATH).replace("__SCRIPT__", firewall.SCRIPT_PATH)
     .replace("__MARK__", firewall.BACKEND_MARK)
-    .replace("__AUTHKEYS_DIGEST__", equivalence.AUTHKEYS_DIGEST_SH))
+    .replace("__AUTHKEYS_DIGEST__", equivalence.AUTHKEYS_DIGEST_SH)
+    .replace("__KEYRING__", rekey.PROBE.strip()))
 
 
 TOOLS = " ".join((*layout.TOOLS, layout.IPFAIL))
@@ -129,6 +132,8 @@ class HostFacts:
     checksums: dict[str, str] = field(default_factory=dict)
     texts: dict[str, str] = field(default_factory=dict)  # ha.cf, haresources as on the host
     norm_authkeys: str = ""  # equivalence.authkeys_digest of the host's authkeys
+    auth_using: str = ""  # authkeys' "auth N"
+    authkeys: dict[str, tuple[str, str]] = field(default_factory=dict)  # N -> method, digest
     modes: dict[str, str] = field(default_factory=dict)
     hb_active: str = ""
     hb_enabled: str = ""
@@ -143,6 +148,7 @@ class HostFacts:
     fw_script: str = ""  # sha256 of hbdeploy's firewall script, when there is one
     fw_backend: str = ""  # the backend that script drives
     fw_check: str = ""  # "ok" when that script finds its rules in place
+    nonlocal_bind: str = ""  # net.ipv4.ip_nonlocal_bind in force ("0", "1")
     guard_active: str = ""
     guard_enabled: str = ""
     guard_stopped: str = ""  # "yes" while hbdeploy-guard holds heartbeat stopped
@@ -164,6 +170,13 @@ class HostFacts:
     def ips(self) -> set[str]:
         return {ip for _, ip in self.addresses}
 
+    @property
+    def keyring(self) -> rekey.KeyRing | None:
+        """authkeys' keys (as salted digests), None when the host has no authkeys."""
+        if not self.authkeys and not self.auth_using:
+            return None
+        return rekey.KeyRing(self.auth_using, dict(self.authkeys))
+
     def to_json(self) -> str:
         return json.dumps(self.__dict__, sort_keys=True)
 
@@ -174,7 +187,8 @@ def parse(output: str) -> HostFacts:
         key, sep, value = line.partition("\t")
         if not sep:
             continue
-        if key.startswith("sha_") and (key[4:] in FILES or key[4:] in supervision.PATHS):
+        if key.startswith("sha_") and (key[4:] in FILES or key[4:] in supervision.PATHS
+                                       or key == "sha_sysctl"):
             facts.checksums[key[4:]] = value
         elif key.startswith("text_") and key[5:] in FILES:
             facts.texts[key[5:]] = base64.b64decode(value).decode("utf-8", "replace")
@@ -193,6 +207,9 @@ def parse(output: str) -> HostFacts:
             facts.fw_tools.append(value)
         elif key == "view":
             facts.view.append(value)
+        elif key == "authkey":
+            index, method, digest = [*value.split(), "", "", ""][:3]
+            facts.authkeys[index] = (method, digest)
         elif key == "announced":
             facts.announced.append(value)
         elif key == "answers":

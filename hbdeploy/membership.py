@@ -9,7 +9,7 @@ from collections.abc import Sequence
 from fabric import Connection
 
 from . import handover, lock
-from .apply import remove_firewall, remove_supervision, wait_until
+from .apply import remove_firewall, remove_supervision, remove_sysctl, wait_until
 from .deploy import DeployError, Output, Recap, deploy_cluster
 from .model import Cluster
 from .plan import HostPlan
@@ -78,6 +78,7 @@ def _decommission(cluster: Cluster, remote: Remote, name: str, remaining: Sequen
     remove_supervision(remote)  # first: the guard must not start heartbeat again
     remote.run("systemctl disable --now heartbeat.service", timeout=600)
     remove_firewall(remote)
+    remove_sysctl(remote)
     recap = deploy_cluster(cluster, remaining, out=out)
     if not recap.failed:
         stay = cluster.timings.deadtime.ms / 1000 + 2

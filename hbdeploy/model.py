@@ -129,6 +129,7 @@ class Cluster:
     debugfile: str | None = None
     firewall: Firewall = Firewall()
     allow_weak_password: bool = False  # deploy despite secret.weakness()
+    nonlocal_bind: bool = False  # net.ipv4.ip_nonlocal_bind=1 on every node (sysctl.py)
     source: Path | None = None
 
     def node(self, name: str) -> Node:

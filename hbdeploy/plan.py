@@ -9,7 +9,7 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass, field
 
-from . import equivalence, firewall, layout, supervision
+from . import equivalence, firewall, layout, supervision, sysctl
 from .facts import HostFacts
 from .model import Cluster, Node
 from .render import RenderedFile, render_node
@@ -61,6 +61,7 @@ class HostPlan:
     supervision: dict[str, RenderedFile] = field(default_factory=dict)
     changed_supervision: list[str] = field(default_factory=list)
     start_guard: bool = False  # hbdeploy-guard not running (or its files changed)
+    sysctl: str = ""  # "write" or "remove" hbdeploy's nonlocal_bind file (sysctl.py)
 
     @property
     def restart(self) -> bool:
@@ -117,7 +118,8 @@ class HostPlan:
     @property
     def changes_anything(self) -> bool:
         return bool(self.install or self.written or self.firewall or self.enable
-                    or self.restart or self.changed_supervision or self.start_guard)
+                    or self.restart or self.changed_supervision or self.start_guard
+                    or self.sysctl)
 
 
 def preflight(host: str, node: Node, facts: HostFacts, cluster: Cluster) -> list[str]:
@@ -216,6 +218,11 @@ def plan_host(host: str, node: Node, facts: HostFacts, cluster: Cluster) -> Host
                                           plan.heartbeat_path)
     plan.changed_supervision = [key for key, rendered in plan.supervision.items()
                                 if facts.checksums.get(key) != sha256(rendered.content)]
+    if cluster.nonlocal_bind:
+        in_place = facts.checksums.get("sysctl") == sha256(sysctl.CONTENT)
+        plan.sysctl = "" if in_place and facts.nonlocal_bind == "1" else "write"
+    elif "sysctl" in facts.checksums:
+        plan.sysctl = "remove"
     plan.start_guard = bool(plan.changed_supervision) or facts.guard_active != "active" \
         or facts.guard_enabled != "enabled"
     return plan

@@ -27,7 +27,7 @@ KNOWN_KEYS = (
     "keepalive", "deadtime", "warntime", "initdead",
     "interface", "udpport", "mode", "mcast_group", "mcast_ttl", "mcast_loop",
     "auto_failback", "ping", "ping_group", "logfacility", "logfile", "debugfile",
-    "firewall", "allow_weak_password", "install",
+    "firewall", "allow_weak_password", "install", "nonlocal_bind",
 )
 NODE_KEYS = ("ip", "interface", "install")
 FIREWALL_KEYS = ("enabled", "ports")
@@ -121,6 +121,7 @@ class Validator:
         logfile = self.abs_path("logfile")
         debugfile = self.abs_path("debugfile")
         firewall = self.firewall()
+        nonlocal_bind = self.flag(self.raw, "nonlocal_bind", self.path("nonlocal_bind"), False)
         allow_weak = self.raw.get("allow_weak_password", False)
         if not isinstance(allow_weak, bool):
             self.bad(self.path("allow_weak_password"), f"{short(allow_weak)} is not valid; "
@@ -136,7 +137,7 @@ class Validator:
             udpport=udpport or 694, auto_failback=auto_failback or "on", ping=tuple(ping),
             ping_groups=tuple(ping_groups), logfacility=logfacility or "local0",
             logfile=logfile, debugfile=debugfile, firewall=firewall or Firewall(),
-            allow_weak_password=allow_weak is True,
+            allow_weak_password=allow_weak is True, nonlocal_bind=nonlocal_bind,
             source=self.source.path,
         )
 

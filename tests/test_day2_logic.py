@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
-from hbdeploy import firewall, supervision, validate
+import pytest
+
+from hbdeploy import firewall, supervision, sysctl, validate
 from hbdeploy.converge import issues
+from hbdeploy.errors import ConfigError
 from hbdeploy.facts import HostFacts, parse
 from hbdeploy.plan import plan_host, preflight, sha256
 from hbdeploy.render import render_node
@@ -398,3 +401,22 @@ def test_a_no_change_deploy_is_done_by_the_facts_probe_when_all_is_right() -> No
     assert "announced" in facts.probe(c, "n1", announce=True)
     assert "[ no = yes ]" in facts.probe(c, "n1", announce=False)
     assert "__" not in facts.probe(c, "n1", announce=True) + facts.probe()
+
+
+def test_nonlocal_bind_writes_hbdeploys_sysctl_file_and_removes_it_when_turned_off() -> None:
+    on, off = cluster(nonlocal_bind=True), cluster()
+    node = on.node("n1")
+    facts = parse(PROBE_OUTPUT + "\nnonlocal_bind\t0")
+    assert plan_host("h", node, facts, on).sysctl == "write"
+    assert plan_host("h", node, facts, off).sysctl == ""  # not ours: left alone
+    facts = parse(PROBE_OUTPUT + f"\nnonlocal_bind\t1\nsha_sysctl\t{sha256(sysctl.CONTENT)}")
+    assert plan_host("h", node, facts, on).sysctl == ""  # in place and in force
+    assert plan_host("h", node, facts, off).sysctl == "remove"
+    facts.nonlocal_bind = "0"  # the file, but not in force (sysctl -w by hand since)
+    assert plan_host("h", node, facts, on).sysctl == "write"
+
+
+def test_nonlocal_bind_must_be_a_boolean() -> None:
+    with pytest.raises(ConfigError) as err:
+        cluster(nonlocal_bind="yes please")
+    assert "nonlocal_bind: 'yes please' is not valid; expected true or false" in str(err.value)

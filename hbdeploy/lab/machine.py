@@ -111,7 +111,10 @@ class Machine:
                  f"--capability={CAPABILITIES}", "--console=read-only",
                  "--resolv-conf=off", "--timezone=off", "--link-journal=no"],
                 stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-                start_new_session=True, close_fds=True)
+                start_new_session=True, close_fds=True,
+                # /proc/sys/net writable (the node's own network namespace only), as on a
+                # server: nonlocal_bind sets net.ipv4.ip_nonlocal_bind there.
+                env={**os.environ, "SYSTEMD_NSPAWN_API_VFS_WRITABLE": "network"})
 
     def wait_ssh(self, deadline: float = 90) -> None:
         try:

@@ -246,6 +246,35 @@ def test_an_interrupt_leaves_nothing_half_done_and_a_rerun_converges(
           f"{traffic.failures} of {len(traffic.answers)} probes failed")
 
 
+def test_a_password_rotation_interrupted_half_way_keeps_the_nodes_talking_and_a_rerun_ends_it(
+        cluster: Lab, tmp_path: Path) -> None:
+    """Ctrl-C once the nodes hold both keys: the run stops (exit 130), the nodes still hear
+    each other with the floating IP served, and the next deploy does the passes that are
+    left, not the whole rotation again."""
+    lab = cluster
+    healthy(lab)
+    rotated = variant(tmp_path, "rotated.yml", ("lab-only-not-a-secret",
+                                                "a-password-rotated-half-way-0x51"))
+    with HttpProbe(FLOATING_IP, interval=0.05, timeout=0.5) as traffic:
+        run = Running(lab, "deploy", cluster=rotated)
+        run.wait_for("password rotation 2/3", count=2)  # pass 1 done on both nodes
+        run.proc.send_signal(signal.SIGINT)
+        code = run.finish()
+        assert code == 130, run.out + run.err
+        keys = {n: ssh(lab, n, "grep -c '^[0-9]' /etc/ha.d/authkeys").stdout.strip()
+                for n in NODES}
+        assert keys == {"haproxy1": "2", "haproxy2": "2"}, (keys, run.out)  # old and new
+        poll(lambda: cli(lab, "status", "--cluster", str(rotated), hosts=None).returncode
+             == 0, 30)  # still one cluster
+        rerun = cli(lab, "deploy", cluster=rotated)
+    assert rerun.returncode == 0, rerun.stdout + rerun.stderr
+    assert "the new key added" not in rerun.stdout  # pass 1 is not done again
+    assert rerun.stdout.count("password rotated") == 2, rerun.stdout
+    assert traffic.failures == 0, traffic.failed_at()
+    assert lock_lines(lab) == {"haproxy1": "", "haproxy2": ""}
+    healthy(lab)  # and the lab's password back (a rotation too)
+
+
 def test_a_dropped_ssh_session_mid_run_is_reopened(cluster: Lab, tmp_path: Path) -> None:
     """Every SSH session to haproxy2 dropped after the first host's files are in place: the
     run reconnects (Fabric reopens a closed connection) and completes."""

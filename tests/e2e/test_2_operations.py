@@ -4,6 +4,7 @@ rollback, bootstrap of a hot spare and decommission, the failover drill."""
 from __future__ import annotations
 
 import json
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -47,6 +48,7 @@ def test_rolling_update_of_timings_and_password_loses_no_request(serving: Lab,
     with traffic_to(FLOATING_IP) as traffic, HolderWatch(lab, FLOATING_IP) as watch:
         result = cli(lab, "deploy", cluster=changed)
     assert result.returncode == 0, result.stdout + result.stderr
+    assert result.stdout.count("password rotation 3/3") == 2  # then ha.cf, by reloads:
     assert result.stdout.count("reloading heartbeat") == 2
     assert "rotated-lab-password" not in result.stdout + result.stderr
     assert traffic.achieved_rate >= 20, traffic.achieved_rate
@@ -57,6 +59,117 @@ def test_rolling_update_of_timings_and_password_loses_no_request(serving: Lab,
             for n in NODES} == pids
     assert "rotated-lab-password" in ssh(lab, "haproxy2", "cat /etc/ha.d/authkeys").stdout
     poll(lambda: status(lab, changed)[0] == 0, 30)
+
+
+# What heartbeat logs when nodes stop hearing each other (or hear a bad key).
+TROUBLE = ("Late heartbeat", "is dead", "dead.", "partition", "failed authentication",
+           "lost packet", "Both machines own", "restart", "No one owns")
+
+
+def journal_since(lab: Lab, node: str, since: str) -> list[str]:
+    return ssh(lab, node, f"journalctl -u heartbeat --since=@{since} -o cat --no-pager"
+               ).stdout.splitlines()
+
+
+def test_a_password_change_rotates_the_key_with_no_window(serving: Lab, tmp_path: Path
+                                                          ) -> None:
+    """Both keys on every node, then signing with the new, then the old dropped: no request
+    lost and nothing in any node's heartbeat log that says a node missed another; there and
+    back (the second rotation takes the index the first left free)."""
+    lab = serving
+    assert cli(lab, "deploy").returncode == 0  # examples/lab.yml (the test before changed it)
+    rotated = variant(tmp_path, "rotated.yml",
+                      ("lab-only-not-a-secret", "another-lab-password-for-rotation"))
+    pids = {n: ssh(lab, n, "systemctl show -p MainPID --value heartbeat").stdout for n in NODES}
+    for number, (cluster, index) in enumerate(((rotated, "2"), (LAB_CLUSTER, "1"))):
+        since = {n: ssh(lab, n, "date +%s.%N").stdout.strip() for n in NODES}
+        with traffic_to(FLOATING_IP) as traffic, HolderWatch(lab, FLOATING_IP) as watch:
+            result = cli(lab, "deploy", cluster=cluster)
+        assert result.returncode == 0, result.stdout + result.stderr
+        for step in ("1/3: the new key added as key", "2/3: signing with the new key",
+                     "3/3: the old key dropped"):
+            assert result.stdout.count(step) == 2, result.stdout
+        assert "reloading heartbeat" not in result.stdout  # the re-reads were all it took
+        for node in NODES:  # nothing staged left behind (the key's input file included)
+            assert "hbdeploy-new" not in ssh(lab, node, "ls -A /etc/ha.d").stdout
+        keys = {n: ssh(lab, n, "grep -v '^#' /etc/ha.d/authkeys").stdout.split("\n")[0]
+                for n in NODES}
+        assert keys == {n: f"auth {index}" for n in NODES}, keys
+        trouble = {n: [line for line in journal_since(lab, n, since[n])
+                       if any(word in line for word in TROUBLE)] for n in NODES}
+        assert trouble == {n: [] for n in NODES}, trouble
+        assert traffic.failures == 0, f"{traffic.failures} of {len(traffic.answers)} failed"
+        assert traffic.servers() == {"haproxy1"} and watch.max_holders == 1
+        print(f"rotation {number + 1}: 0 failed of {len(traffic.answers)} requests, "
+              f"{result.stdout.count('password rotation')} pass lines")
+        again = cli(lab, "deploy", cluster=cluster)  # done: nothing left to do
+        assert "remote commands: haproxy1 1, haproxy2 1" in again.stdout, again.stdout
+    assert {n: ssh(lab, n, "systemctl show -p MainPID --value heartbeat").stdout
+            for n in NODES} == pids
+
+
+# A service bound to the floating IP itself (not 0.0.0.0), as haproxy's `bind VIP:port`:
+# it answers with its node's name on port 8080.
+BOUND = ("systemd-run --unit=hb-bound --collect -q python3 -c '"
+         "import socket; n = socket.gethostname().encode(); s = socket.socket(); "
+         "s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1); "
+         "s.bind((\"10.213.0.100\", 8080)); s.listen(16)\n"
+         "while True:\n c, _ = s.accept(); c.recv(4096); "
+         "c.sendall(b\"HTTP/1.0 200 OK\\r\\n\\r\\n\" + n + b\"\\n\"); c.close()'")
+
+
+def bound_name() -> str | None:
+    try:
+        with urllib.request.urlopen(f"http://{FLOATING_IP}:8080/", timeout=0.5) as response:
+            return response.read().decode().strip()
+    except OSError:
+        return None
+
+
+def test_nonlocal_bind_lets_the_spare_bind_the_floating_ip_before_it_holds_it(
+        serving: Lab, tmp_path: Path) -> None:
+    lab = serving
+    active = "systemctl is-active hb-bound; systemctl show -p MainPID --value hb-bound"
+
+    def bound_pid(node: str) -> str | None:
+        out = ssh(lab, node, active, check=False).stdout.split()
+        return out[1] if out and out[0] == "active" else None
+
+    # Without it the spare's service cannot start: the address is not the node's.
+    ssh(lab, "haproxy2", BOUND)
+    poll(lambda: "Cannot assign requested address" in ssh(
+        lab, "haproxy2", "journalctl -u hb-bound -o cat", check=False).stdout, 10)
+    assert bound_pid("haproxy2") is None
+    on = variant(tmp_path, "on.yml", ("ping: 10.213.0.1", "ping: 10.213.0.1\nnonlocal_bind: true"))
+    check = cli(lab, "deploy", "--check", cluster=on)
+    assert "would set net.ipv4.ip_nonlocal_bind = 1" in check.stdout, check.stdout
+    assert "net.ipv4.ip_nonlocal_bind is off here" in check.stdout
+    result = cli(lab, "deploy", cluster=on)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert result.stdout.count("net.ipv4.ip_nonlocal_bind = 1 in force") == 2
+    for node in NODES:
+        ssh(lab, node, f"systemctl stop hb-bound 2>/dev/null; {BOUND}")
+    for node in NODES:
+        poll(lambda node=node: bound_pid(node), 10)
+    pids = {n: bound_pid(n) for n in NODES}
+    assert bound_name() == "haproxy1"
+    try:
+        stop = cli(lab, "standby", "haproxy1", "--cluster", str(on), hosts=None)
+        assert stop.returncode == 0, stop.stdout + stop.stderr
+        poll(lambda: bound_name() == "haproxy2", 30)  # the spare's service, not restarted
+        assert {n: bound_pid(n) for n in NODES} == pids
+    finally:
+        back = cli(lab, "takeover", "haproxy1", "--cluster", str(on), hosts=None)
+        assert back.returncode == 0, back.stdout + back.stderr
+        for node in NODES:
+            ssh(lab, node, "systemctl stop hb-bound 2>/dev/null || true")
+    assert cli(lab, "deploy", cluster=on).stdout.count("nonlocal_bind") == 0  # in place: quiet
+    off = cli(lab, "deploy")  # nonlocal_bind off again: hbdeploy's file goes, the value too
+    assert off.returncode == 0 and off.stdout.count("removed /etc/sysctl.d/") == 2, off.stdout
+    for node in NODES:
+        assert ssh(lab, node, "cat /proc/sys/net/ipv4/ip_nonlocal_bind; "
+                   "ls /etc/sysctl.d").stdout.split()[0] == "0"
+        assert "hbdeploy" not in ssh(lab, node, "ls /etc/sysctl.d").stdout
 
 
 def test_rolling_update_of_haresources(serving: Lab, tmp_path: Path) -> None:
