@@ -1,9 +1,9 @@
 """Day-two operations timed the way a user sees them (bench/run.py; not a test): the floating
-IP's unanswered time during a graceful standby and takeover, a rolling update that reloads
-(ha.cf and authkeys: a new password) and one that restarts (haresources: a second floating
-IP added, then removed). An HTTP probe of the floating IP from the lab host every 20 ms
-(hbdeploy/lab/outage.py); unanswered = each run of failed probes from its first failure to
-the next answer, summed over the command's whole run.
+IP's unanswered time during a graceful standby and takeover, a rolling update (warntime,
+a reload, and a new password, rotated in three passes) and one that restarts (haresources:
+a second floating IP added, then removed). An HTTP probe of the floating IP from the lab
+host every 20 ms (hbdeploy/lab/outage.py); unanswered = each run of failed probes from its
+first failure to the next answer, summed over the command's whole run.
 """
 
 from __future__ import annotations
@@ -83,9 +83,10 @@ def measure_operations(figures: Figures, lab: Lab, work: Path, reps: int,
         takeover = timed(figures, "takeover, unanswered (s)",
                          lambda: hbdeploy(lab, "takeover", "haproxy1", *cluster, hosts=False))
         settled(lab)
-        reload = timed(figures, "rolling update, new password (reload), unanswered (s)",
+        reload = timed(figures, "rolling update, new password (rotation) and warntime "
+                       "(reload), unanswered (s)",
                        lambda: hbdeploy(lab, "deploy", "--cluster", str(paths["password"])))
-        hbdeploy(lab, "deploy", *cluster)  # the password back, a reload again
+        hbdeploy(lab, "deploy", *cluster)  # the password back (a rotation), a reload
         settled(lab)
         add = timed(figures, "rolling update, haresources +1 IP (restart), unanswered (s)",
                     lambda: hbdeploy(lab, "deploy", "--cluster", str(paths["two-ips"])))

@@ -22,6 +22,7 @@ from where it is. The keys never travel in a command line: the new key goes in a
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import secrets
 import shlex
@@ -243,6 +244,9 @@ def rotate(cluster: Cluster, index: int, plan: list[Pass], remotes: dict[str, Re
                     remotes[node].stage_file(INPUT, content, 0o600)
                 remotes[node].run(script, timeout=60)
             except RemoteError as exc:
+                with contextlib.suppress(RemoteError):  # the key's file, if the pass left it
+                    remotes[node].run(f"rm -f {shlex.quote(Remote.staged_path(INPUT))}",
+                                      check=False, timeout=30)
                 return str(exc)
             return None
 

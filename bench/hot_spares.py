@@ -1,0 +1,131 @@
+"""Hot spares: how often does a three-member heartbeat cluster put one floating IP on two
+nodes at once? (A measurement, not a test.)
+
+    .venv/bin/python bench/hot_spares.py                    # 20 cuts + 20 kills, lab.yml
+    .venv/bin/python bench/hot_spares.py --runs 5 --profile fast
+
+A fresh 3-node lab, the profile's cluster file with haproxy3 added as a member, a deploy;
+then ``--runs`` cuts of the node holding the floating IP (its link down for deadtime + 4 s,
+then healed) and ``--runs`` ``kill -9`` of heartbeat's main process on the holder. An
+observer reads every node's addresses from its network namespace every 100 ms
+(outage.HolderWatch, not through heartbeat) for the whole of each fault and its repair,
+and counts the samples in which two or more nodes had the floating IP. Writes
+bench/hot_spares.json and prints a Markdown table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from hbdeploy import config
+from hbdeploy.lab import Lab
+from hbdeploy.lab.outage import (
+    HolderWatch,
+    cut_cycle,
+    heartbeat_whole,
+    holders,
+    http_answer,
+    kill_cycle,
+    wait_for,
+)
+
+ROOT = Path(__file__).resolve().parents[1]
+PROFILES = {"lab": ROOT / "examples" / "lab.yml", "fast": ROOT / "examples" / "lab-fast.yml"}
+NODES = ["haproxy1", "haproxy2", "haproxy3"]
+IP = "10.213.0.100"
+SAMPLE_S = 0.1  # HolderWatch's interval
+
+
+def three_nodes(profile: Path) -> Path:
+    """The profile's cluster file with haproxy3 as a third member (beside this script)."""
+    out = ROOT / "bench" / f"hot-spares-{profile.stem}.yml"
+    text = profile.read_text().replace("  haproxy2: 10.213.0.12\n",
+                                       "  haproxy2: 10.213.0.12\n  haproxy3: 10.213.0.13\n")
+    out.write_text(text)
+    return out
+
+
+def deploy(lab: Lab, cluster: Path) -> None:
+    exe = str(Path(sys.executable).parent / "hbdeploy")
+    result = subprocess.run([exe, "-S", str(lab.ssh_config_path), "-H", ",".join(NODES),
+                             "deploy", "--cluster", str(cluster)], capture_output=True,
+                            text=True, check=False)
+    if result.returncode != 0:
+        raise SystemExit(f"deploy failed:\n{result.stdout}{result.stderr}")
+
+
+def settle(lab: Lab) -> bool:
+    return wait_for(lambda: heartbeat_whole(lab, NODES) and len(holders(IP, NODES)) == 1
+                    and http_answer(IP) is not None, 120, interval=0.5) is not None
+
+
+def run(profile: str, runs: int) -> dict:
+    cluster_file = three_nodes(PROFILES[profile])
+    deadtime = config.load_cluster(cluster_file).timings.deadtime.ms / 1000
+    lab = Lab(report=lambda m: print(f"lab: {m}", flush=True))
+    lab.down()
+    lab.up(nodes=3)
+    deploy(lab, cluster_file)
+    settle(lab)
+    faults = []
+    for kind in ("cut", "kill -9"):
+        for i in range(runs):
+            holder = (holders(IP, NODES) or ["haproxy1"])[0]
+            with HolderWatch(lab, IP) as watch:
+                if kind == "cut":
+                    cycle = cut_cycle(lab, IP, NODES, holder, deadtime + 4, 2 * deadtime + 3)
+                else:
+                    cycle = kill_cycle(lab, IP, NODES, holder, 2 * deadtime + 3)
+                settled = settle(lab)
+            double = [s for s in watch.samples if len(s) >= 2]
+            faults.append({"fault": kind, "node": holder, "samples": len(watch.samples),
+                           "two_holders": len(double),
+                           "pairs": sorted({",".join(s) for s in double}),
+                           "failover_s": cycle.failover, "whole_after_s": cycle.whole_after,
+                           "settled": settled})
+            print(f"{profile} {kind} {i + 1}/{runs} of {holder}: {len(double)} of "
+                  f"{len(watch.samples)} samples with two holders {faults[-1]['pairs']}, "
+                  f"settled {settled}", flush=True)
+    lab.down()
+    return {"profile": profile, "cluster": str(cluster_file.relative_to(ROOT)),
+            "faults": faults}
+
+
+def table(results: list[dict]) -> str:
+    rows = ["| profile | fault | faults | faults with two holders | two-holder samples "
+            "(100 ms) of all | longest, s |", "|---|---|---|---|---|---|"]
+    for result in results:
+        for kind in ("cut", "kill -9"):
+            got = [f for f in result["faults"] if f["fault"] == kind]
+            if not got:
+                continue
+            rows.append(f"| {result['profile']} | {kind} | {len(got)} | "
+                        f"{sum(1 for f in got if f['two_holders'])} | "
+                        f"{sum(f['two_holders'] for f in got)} of "
+                        f"{sum(f['samples'] for f in got)} | "
+                        f"{max(f['two_holders'] for f in got) * SAMPLE_S:.1f} |")
+    return "\n".join(rows)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=20, help="cuts, and kills, per profile")
+    parser.add_argument("--profile", choices=sorted(PROFILES), action="append")
+    args = parser.parse_args()
+    results = [run(p, args.runs) for p in args.profile or ["lab"]]
+    out = ROOT / "bench" / "hot_spares.json"
+    out.write_text(json.dumps({"date": time.strftime("%Y-%m-%d %H:%M"),
+                               "machine": f"{platform.node()} {platform.machine()}",
+                               "sample_s": SAMPLE_S, "results": results}, indent=1))
+    print(table(results))
+    print(f"written: {out}")
+
+
+if __name__ == "__main__":
+    main()
