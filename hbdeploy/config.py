@@ -36,8 +36,9 @@ def warnings(cluster: Cluster) -> list[str]:
     if len(cluster.nodes) > 2:
         found.append(
             f"warning: {len(cluster.nodes)} nodes: heartbeat's haresources resource manager "
-            "is built for two; with three, cutting the holder put the group on both spares "
-            "in the lab (split brain), and standby/takeover are refused (docs/operations.md)")
+            "is built for two; with three, every cut of the holder in the lab (20 of 20) "
+            "put the floating IP on both spares at once for about 6 s, and standby/takeover "
+            "are refused (docs/operations.md, \"Three-node clusters\")")
     if not cluster.uses_ipfail:
         found.append(
             "warning: no `ping` address: hbdeploy-guard, which takes a node cut off from "

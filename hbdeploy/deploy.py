@@ -407,6 +407,8 @@ def deploy_cluster(cluster: Cluster, connections: Sequence[Connection], *, check
     that changes anything holds the run lock (lock.py) on every host from then on;
     ``break_lock`` takes it from another run. ``command`` names this run in the lock.
     """
+    if len(cluster.nodes) > 2:
+        out(config.warnings(cluster)[0])  # more than two members: heartbeat splits
     if check:
         weak = config.weak_password(cluster)
         if weak:
