@@ -4,6 +4,7 @@ rollback, bootstrap of a hot spare and decommission, the failover drill."""
 from __future__ import annotations
 
 import json
+import subprocess
 import urllib.request
 from pathlib import Path
 
@@ -61,14 +62,20 @@ def test_rolling_update_of_timings_and_password_loses_no_request(serving: Lab,
     poll(lambda: status(lab, changed)[0] == 0, 30)
 
 
-# What heartbeat logs when nodes stop hearing each other (or hear a bad key).
+# What heartbeat logs when nodes stop hearing each other (or hear a bad key). Not "lost
+# packet(s)": heartbeat retransmits those (a CI run under load had "No pkts missing" after
+# a re-read); they are counted and printed.
 TROUBLE = ("Late heartbeat", "is dead", "dead.", "partition", "failed authentication",
-           "lost packet", "Both machines own", "restart", "No one owns")
+           "Both machines own", "restart", "No one owns")
 
 
 def journal_since(lab: Lab, node: str, since: str) -> list[str]:
-    return ssh(lab, node, f"journalctl -u heartbeat --since=@{since} -o cat --no-pager"
-               ).stdout.splitlines()
+    """heartbeat's journal lines since ``since`` (bytes that are not UTF-8 replaced: a CI
+    run found some in a line heartbeat logged)."""
+    out = subprocess.run(lab.ssh_command(
+        node, f"journalctl -u heartbeat --since=@{since} -o cat --no-pager"),
+        capture_output=True, timeout=60, check=True).stdout
+    return out.decode("utf-8", "replace").splitlines()
 
 
 def test_a_password_change_rotates_the_key_with_no_window(serving: Lab, tmp_path: Path
@@ -95,13 +102,16 @@ def test_a_password_change_rotates_the_key_with_no_window(serving: Lab, tmp_path
         keys = {n: ssh(lab, n, "grep -v '^#' /etc/ha.d/authkeys").stdout.split("\n")[0]
                 for n in NODES}
         assert keys == {n: f"auth {index}" for n in NODES}, keys
-        trouble = {n: [line for line in journal_since(lab, n, since[n])
-                       if any(word in line for word in TROUBLE)] for n in NODES}
+        logs = {n: journal_since(lab, n, since[n]) for n in NODES}
+        trouble = {n: [line for line in logs[n] if any(word in line for word in TROUBLE)]
+                   for n in NODES}
         assert trouble == {n: [] for n in NODES}, trouble
+        lost = sum("lost packet" in line for n in NODES for line in logs[n])
         assert traffic.failures == 0, f"{traffic.failures} of {len(traffic.answers)} failed"
         assert traffic.servers() == {"haproxy1"} and watch.max_holders == 1
         print(f"rotation {number + 1}: 0 failed of {len(traffic.answers)} requests, "
-              f"{result.stdout.count('password rotation')} pass lines")
+              f"{result.stdout.count('password rotation')} pass lines, {lost} lost-packet "
+              "lines")
         again = cli(lab, "deploy", cluster=cluster)  # done: nothing left to do
         assert "remote commands: haproxy1 1, haproxy2 1" in again.stdout, again.stdout
     assert {n: ssh(lab, n, "systemctl show -p MainPID --value heartbeat").stdout
@@ -355,6 +365,19 @@ def test_bootstrap_a_hot_spare_then_decommission(serving: Lab, tmp_path: Path) -
     assert code == 0, report
     assert all(set(n["peers"].values()) == {"active"} and len(n["peers"]) == 2
                for n in report["nodes"])
+    # heartbeat drops a new node it does not hear from soon enough after its re-exec, for
+    # good (CI, under load: "bad node [haproxy3]"); made to happen here with its own
+    # hb_delnode, haproxy3 stopped meanwhile: a deploy puts it back with hb_addnode.
+    ssh(lab, "haproxy3", "systemctl stop heartbeat")
+    poll(lambda: ssh(lab, "haproxy2", "cl_status nodestatus haproxy3", check=False
+                     ).stdout.strip() == "dead", 30)
+    ssh(lab, "haproxy2", "/usr/share/heartbeat/hb_delnode haproxy3")
+    poll(lambda: "haproxy3" not in ssh(lab, "haproxy2", "cl_status listnodes").stdout, 10)
+    ssh(lab, "haproxy3", "systemctl start heartbeat")
+    repaired = cli(lab, "deploy", cluster=three, hosts="haproxy1,haproxy2,haproxy3")
+    assert repaired.returncode == 0, repaired.stdout + repaired.stderr
+    assert "from its node list" in repaired.stdout and "hb_addnode haproxy3" in repaired.stdout
+    assert status(lab, three)[0] == 0
     result = cli(lab, "decommission", "haproxy3", "--cluster", str(LAB_CLUSTER), hosts=None,
                  tool="fab")
     assert result.returncode == 0, result.stdout + result.stderr
