@@ -158,7 +158,11 @@ touch -d "@$new" "$t"
 chmod 600 "$t"; chown root:root "$t"; sync "$t"; mv -f "$t" "$f"
 systemctl is-active -q heartbeat.service || { echo "heartbeat is not running" >&2; exit 3; }
 main=$(systemctl show -p MainPID --value heartbeat.service)
-kids=$(ps -o args= --ppid "$main" | grep -c '^heartbeat:' || true)
+# Its core processes (media readers and writers, FIFO reader), by their titles: not the
+# master's short-lived children (a resource script's, a standby's), which share its title.
+core() { ps -o pid=,args= --ppid "$main" | awk '$2 == "heartbeat:" && ($3 == "FIFO" ||
+  $3 == "read:" || $3 == "write:") {print $1}'; }
+kids=$(core | wc -l)
 j="journalctl -u heartbeat.service -o cat"
 c=$($j -n 0 --show-cursor 2>/dev/null | sed -n 's/^-- cursor: //p')
 systemctl kill --kill-whom=main --signal=HUP heartbeat.service
@@ -168,9 +172,7 @@ while [ $i -lt __TRIES__ ]; do
   if [ $read = no ] && printf '%s\n' "$log" | grep -qF 'Configuration unchanged'; then
     # The master read the new file already (its last signal's re-read is lazy), so it did
     # not signal its core processes: as it would have.
-    for pid in $(ps -o pid=,args= --ppid "$main" | awk '$2 == "heartbeat:" {print $1}'); do
-      kill -HUP "$pid"
-    done
+    for pid in $(core); do kill -HUP "$pid"; done
     read=yes
   fi
   printf '%s\n' "$log" | grep -qF '__LINE__' && read=yes
