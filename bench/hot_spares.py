@@ -18,22 +18,14 @@ from __future__ import annotations
 import argparse
 import json
 import platform
-import subprocess
-import sys
 import time
 from pathlib import Path
 
+import partitions  # bench/partitions.py, beside this script: its deploy and settle
+
 from hbdeploy import config
 from hbdeploy.lab import Lab
-from hbdeploy.lab.outage import (
-    HolderWatch,
-    cut_cycle,
-    heartbeat_whole,
-    holders,
-    http_answer,
-    kill_cycle,
-    wait_for,
-)
+from hbdeploy.lab.outage import HolderWatch, cut_cycle, holders, kill_cycle
 
 ROOT = Path(__file__).resolve().parents[1]
 PROFILES = {"lab": ROOT / "examples" / "lab.yml", "fast": ROOT / "examples" / "lab-fast.yml"}
@@ -51,28 +43,14 @@ def three_nodes(profile: Path) -> Path:
     return out
 
 
-def deploy(lab: Lab, cluster: Path) -> None:
-    exe = str(Path(sys.executable).parent / "hbdeploy")
-    result = subprocess.run([exe, "-S", str(lab.ssh_config_path), "-H", ",".join(NODES),
-                             "deploy", "--cluster", str(cluster)], capture_output=True,
-                            text=True, check=False)
-    if result.returncode != 0:
-        raise SystemExit(f"deploy failed:\n{result.stdout}{result.stderr}")
-
-
-def settle(lab: Lab) -> bool:
-    return wait_for(lambda: heartbeat_whole(lab, NODES) and len(holders(IP, NODES)) == 1
-                    and http_answer(IP) is not None, 120, interval=0.5) is not None
-
-
 def run(profile: str, runs: int) -> dict:
     cluster_file = three_nodes(PROFILES[profile])
     deadtime = config.load_cluster(cluster_file).timings.deadtime.ms / 1000
     lab = Lab(report=lambda m: print(f"lab: {m}", flush=True))
     lab.down()
     lab.up(nodes=3)
-    deploy(lab, cluster_file)
-    settle(lab)
+    partitions.deploy(lab, cluster_file, NODES)
+    partitions.settle(lab, NODES, deadline=120)
     faults = []
     for kind in ("cut", "kill -9"):
         for i in range(runs):
@@ -82,7 +60,7 @@ def run(profile: str, runs: int) -> dict:
                     cycle = cut_cycle(lab, IP, NODES, holder, deadtime + 4, 2 * deadtime + 3)
                 else:
                     cycle = kill_cycle(lab, IP, NODES, holder, 2 * deadtime + 3)
-                settled = settle(lab)
+                settled = partitions.settle(lab, NODES, deadline=120)
             double = [s for s in watch.samples if len(s) >= 2]
             faults.append({"fault": kind, "node": holder, "samples": len(watch.samples),
                            "two_holders": len(double),

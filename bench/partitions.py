@@ -47,9 +47,9 @@ UNSUPERVISE = ("systemctl disable --now hbdeploy-guard >/dev/null 2>&1; rm -f "
                "/etc/systemd/system/heartbeat.service.d/hbdeploy.conf; systemctl daemon-reload")
 
 
-def deploy(lab: Lab, cluster: Path) -> None:
+def deploy(lab: Lab, cluster: Path, nodes: list[str] = NODES) -> None:
     exe = str(Path(sys.executable).parent / "hbdeploy")
-    result = subprocess.run([exe, "-S", str(lab.ssh_config_path), "-H", ",".join(NODES),
+    result = subprocess.run([exe, "-S", str(lab.ssh_config_path), "-H", ",".join(nodes),
                              "deploy", "--cluster", str(cluster)], capture_output=True,
                             text=True, check=False)
     if result.returncode != 0:
@@ -98,12 +98,12 @@ def run_profile(name: str, runs: int, supervised: bool, cut_extra: float = 4,
             "cycles": [dataclasses.asdict(c) for c in cycles]}
 
 
-def settle(lab: Lab) -> None:
+def settle(lab: Lab, nodes: list[str] = NODES, deadline: float = 90) -> bool:
     """Before the next fault: every node whole, the IP held once and answering (a late
-    repair would blur the next figure)."""
+    repair would blur the next figure). Whether that came within ``deadline`` s."""
     from hbdeploy.lab.outage import heartbeat_whole, http_answer
-    wait_for(lambda: heartbeat_whole(lab, NODES) and len(holders(IP, NODES)) == 1
-             and http_answer(IP) is not None, 90, interval=0.5)
+    return wait_for(lambda: heartbeat_whole(lab, nodes) and len(holders(IP, nodes)) == 1
+                    and http_answer(IP) is not None, deadline, interval=0.5) is not None
 
 
 def table(results: list[dict]) -> str:
