@@ -101,7 +101,7 @@ APT_FAILURES = {
 }
 
 
-def ready_to_install(remote: Remote, plan: HostPlan) -> None:
+def ready_to_install(remote: Remote, plan: HostPlan | None = None) -> None:
     """RemoteError naming the cause when the host could not install now."""
     code, out, err = remote.run(APT_READY, check=False, timeout=DPKG_WAIT + 600)
     why, _, detail = out.strip().splitlines()[-1].partition("\t") if out.strip() else ("", "", "")
@@ -113,7 +113,7 @@ def ready_to_install(remote: Remote, plan: HostPlan) -> None:
                           + " | ".join((err or out).strip().splitlines()[-3:]))
 
 
-def install(remote: Remote, plan: HostPlan) -> str:
+def install(remote: Remote, plan: HostPlan | None = None) -> str:
     """Install heartbeat with apt, with net-tools for its IPaddr."""
     _, out, _ = remote.run(APT_INSTALL, timeout=900)
     return out
@@ -261,7 +261,9 @@ def remove_supervision(remote: Remote) -> None:
 
 
 def enable(remote: Remote) -> None:
-    remote.run("systemctl enable heartbeat.service >/dev/null 2>&1")
+    """Enabled at boot (and unmasked: a spare that `replace` makes a member is masked)."""
+    remote.run("systemctl unmask heartbeat.service >/dev/null 2>&1; "
+               "systemctl enable heartbeat.service >/dev/null 2>&1")
 
 
 def stop(remote: Remote) -> None:

@@ -43,14 +43,16 @@ def enlist(c: Context, cluster_file: str | None, read_cluster: bool = True,
         run.connections.append(c)
 
 
-def take(c: Context, require_hosts: bool = True
+def take(c: Context, require_hosts: bool = True, spares: bool = False
          ) -> tuple[Cluster, list[Connection], dict[str, Any]]:
-    """The cluster, the target connections (-H, else every node) and the options (once)."""
+    """The cluster, the target connections (-H, else every node; ``spares``: and every
+    spare) and the options (once)."""
     run = _RUNS.pop(id(c.config), None)
     if run is None or run.cluster is None:
         raise Exit("error: no host was enlisted for this run", code=1)
-    connections = run.connections or (default_connections(run.cluster, config=c.config)
-                                      if require_hosts else [])
+    connections = run.connections or (
+        default_connections(run.cluster, config=c.config, spares=spares)
+        if require_hosts else [])
     return run.cluster, connections, run.options
 
 

@@ -38,7 +38,8 @@ def warnings(cluster: Cluster) -> list[str]:
             f"warning: {len(cluster.nodes)} nodes: heartbeat's haresources resource manager "
             "is built for two; with three, every cut of the holder in the lab (20 of 20) "
             "put the floating IP on both spares at once for about 6 s, and standby/takeover "
-            "are refused (docs/operations.md, \"Three-node clusters\")")
+            "are refused (docs/operations.md, \"Three-node clusters\"); keep two members "
+            "and list the others under spares: (`hbdeploy replace DEAD --with SPARE`)")
     if not cluster.uses_ipfail:
         found.append(
             "warning: no `ping` address: hbdeploy-guard, which takes a node cut off from "
@@ -93,6 +94,9 @@ def summary(cluster: Cluster) -> str:
     lines = [
         f"cluster file: {cluster.source}",
         "nodes: " + ", ".join(f"{n.name} ({n.ip} on {n.interface})" for n in cluster.nodes),
+        *(["spares (prepared, not members): " + ", ".join(
+            f"{n.name} ({n.ip} on {n.interface})" for n in cluster.spares)]
+          if cluster.spares else []),
         "resource groups:",
         *(f"  {g.node}: {' '.join(g.resources)}" for g in cluster.groups),
         f"media: {media} on udp port {cluster.udpport}",

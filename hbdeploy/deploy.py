@@ -15,7 +15,7 @@ from dataclasses import dataclass, field, replace
 
 from fabric import Connection
 
-from . import apply, config, facts, firewall, lock, rekey, supervision, sysctl
+from . import apply, config, facts, firewall, lock, rekey, spares, supervision, sysctl
 from .converge import config_fault, converge, right_at_first_sight
 from .errors import HbdeployError
 from .model import Cluster
@@ -103,9 +103,11 @@ class Deployment:
 
     def __init__(self, cluster: Cluster, targets: list[Target], out: Output = print,
                  verbose: bool = False, command: str = "deploy",
-                 break_lock: bool = False) -> None:
+                 break_lock: bool = False, spare_targets: Sequence[Target] = ()) -> None:
         self.cluster = cluster
         self.targets = targets
+        self.spare_targets = list(spare_targets)  # prepared as spares (spares.py)
+        self.spare_plans: dict[str, spares.SparePlan] = {}
         self.command = command
         self.break_lock = break_lock
         self.cancelled = threading.Event()
@@ -117,7 +119,8 @@ class Deployment:
 
         self.out = locked_out
         self.verbose = verbose
-        self.results = {t.node.name: HostResult(t.host, t.node.name) for t in targets}
+        self.results = {t.node.name: HostResult(t.host, t.node.name)
+                        for t in [*targets, *self.spare_targets]}
         self.stamp = time.strftime("%Y%m%dT%H%M%S")
         self.plans: dict[str, HostPlan] = {}
         self.pushed: dict[str, list[str]] = {t.node.name: [] for t in targets}
@@ -153,6 +156,7 @@ class Deployment:
             problems += self._plan_rotation(found)
         except HbdeployError as exc:
             problems.append(str(exc))
+        problems += self._gather_spares(check)
         for target in self.targets:
             if target.node.name in found:
                 plans[target.node.name] = plan_host(target.host, target.node,
@@ -172,6 +176,47 @@ class Deployment:
                                  "default gateway here: hbdeploy-guard cannot tell this node "
                                  "being cut off from its peers dying, and will not act")
         return plans
+
+    def _gather_spares(self, check: bool) -> list[str]:
+        """The spares' facts (one probe each) and plans; their pre-flight problems."""
+        outcomes = _parallel(_guard(lambda t: facts.gather(t.remote, spares.probe(
+            self.cluster))), self.spare_targets)
+        problems = []
+        for target, (found, error) in zip(self.spare_targets, outcomes, strict=True):
+            if error:
+                problems.append(error)
+                continue
+            problems += spares.preflight_spare(target.host, target.node, found, self.cluster)
+            owner = lock.held_by_other(found.lock, found.now)
+            if owner and not self.break_lock and not check:
+                problems.append(lock.refusal(target.host, owner, found.now))
+            plan = spares.plan_spare(target.host, target.node, found)
+            self.spare_plans[target.node.name] = plan
+            self.results[target.node.name].steps.update(firewall="skipped", service="spare")
+            if not plan.install:  # a spare still to install is verified after it
+                problems += spares.unready(target.host, target.node, found, self.cluster,
+                                           state=False)
+        return problems
+
+    def prepare_spares(self) -> list[str]:
+        """Each spare brought to its state and verified, in parallel; the problems."""
+        def one(target: Target) -> list[str]:
+            plan, result = self.spare_plans[target.node.name], self.results[target.node.name]
+            self._next(target, "install")
+            result.steps.update(install="changed" if plan.install else "ok",
+                                files="changed" if plan.member_files else "ok",
+                                firewall="skipped", service="spare")
+            found = spares.prepare(self.cluster, target, plan, self.stamp,
+                                   lambda line: self.say(target, line))
+            if found:
+                result.steps["service"] = "failed"
+            return found
+
+        todo = [t for t in self.spare_targets if self.spare_plans[t.node.name].changes_anything]
+        problems = []
+        for found, error in _parallel(_guard(one), todo, self.cancelled):
+            problems += [error] if error else found
+        return problems
 
     def _plan_rotation(self, found: dict[str, facts.HostFacts]) -> list[str]:
         """The key index the password has or gets (rekey.choose_index: the cluster is
@@ -257,6 +302,20 @@ class Deployment:
                          else "would restart heartbeat")
             if not plan.changes_anything:
                 self.say(target, "up to date: nothing to do")
+        for target in self.spare_targets:
+            spare = self.spare_plans[target.node.name]
+            if spare.install:
+                self.say(target, "would install heartbeat and net-tools (a spare)")
+            if spare.supervision:
+                self.say(target, "would remove hbdeploy's supervision (a spare runs no "
+                                 "heartbeat)")
+            if spare.mask:
+                self.say(target, "would mask heartbeat.service (a spare: it cannot start)")
+            if spare.member_files:
+                self.say(target, f"would move {', '.join(spare.member_files)} aside (a "
+                                 "spare holds no member files)")
+            if not spare.changes_anything:
+                self.say(target, "spare up to date: nothing to do")
 
     def show_diff(self, target: Target, rendered: RenderedFile, cosmetic: bool = False
                   ) -> None:
@@ -415,13 +474,14 @@ def deploy_cluster(cluster: Cluster, connections: Sequence[Connection], *, check
             out(f"warning: {weak}")
     else:
         config.refuse_weak_password(cluster)  # before any host is touched
-    targets = match_targets(cluster, connections)
-    run = Deployment(cluster, targets, out, verbose, command, break_lock)
+    spare_targets, member_connections = spares.split(cluster, connections)
+    targets = match_targets(cluster, member_connections)
+    run = Deployment(cluster, targets, out, verbose, command, break_lock, spare_targets)
     recap = Recap(list(run.results.values()))
     try:
         return _deploy(run, recap, check, guard)
     finally:
-        recap.commands = {t.host: t.remote.commands for t in targets}
+        recap.commands = {t.host: t.remote.commands for t in [*targets, *spare_targets]}
 
 
 def _deploy(run: Deployment, recap: Recap, check: bool,
@@ -433,13 +493,14 @@ def _deploy(run: Deployment, recap: Recap, check: bool,
     if check:
         run.show(plans)
         return recap
+    every = [*plans.values(), *run.spare_plans.values()]
     breaking = run.break_lock and any(lock.held_by_other(p.facts.lock, p.facts.now)
-                                      for p in plans.values())
-    if (not breaking and not any(plan.changes_anything for plan in plans.values())
-            and _already_right(run, recap)):
+                                      for p in every)
+    if (not breaking and not any(plan.changes_anything for plan in every)
+            and (not targets or _already_right(run, recap))):
         return recap  # one remote command per host: the facts probe
-    with lock.holding([t.remote for t in targets], run.command, break_lock=run.break_lock,
-                      out=run.out):
+    with lock.holding([t.remote for t in [*targets, *run.spare_targets]], run.command,
+                      break_lock=run.break_lock, out=run.out):
         try:
             return _change(run, recap, plans)
         finally:  # an interrupted or failed run leaves no staged copy behind
@@ -450,7 +511,13 @@ def _deploy(run: Deployment, recap: Recap, check: bool,
 
 
 def _change(run: Deployment, recap: Recap, plans: dict[str, HostPlan]) -> Recap:
-    """Install, push, firewall, roll out, converge (and roll back when at fault)."""
+    """Install, push, firewall, roll out, converge (and roll back when at fault); then
+    the spares."""
+    spare_problems = run.prepare_spares() if run.spare_targets else []
+    recap.messages += spare_problems
+    recap.failed = bool(spare_problems)
+    if not run.targets:
+        return recap
     cluster, targets = run.cluster, run.targets
     errors = run.ready(plans)
     if errors:

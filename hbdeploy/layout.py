@@ -8,11 +8,13 @@ RESOURCE_MANAGER = "/usr/share/heartbeat/ResourceManager"
 HB_STANDBY = "/usr/share/heartbeat/hb_standby"
 HB_TAKEOVER = "/usr/share/heartbeat/hb_takeover"
 HB_ADDNODE = "/usr/share/heartbeat/hb_addnode"
+HB_DELNODE = "/usr/share/heartbeat/hb_delnode"
 CL_STATUS = "/usr/bin/cl_status"
 BACKUP_DIR = "/etc/ha.d/.hbdeploy"  # hbdeploy's backups of the files it replaced
 # The daemon, its API client, the resource manager and the hand-over tools: what a node
 # needs of heartbeat, hbdeploy's own use of it included (``install: false`` checks them).
-TOOLS = (HEARTBEAT, CL_STATUS, RESOURCE_MANAGER, HB_STANDBY, HB_TAKEOVER, HB_ADDNODE)
+TOOLS = (HEARTBEAT, CL_STATUS, RESOURCE_MANAGER, HB_STANDBY, HB_TAKEOVER, HB_ADDNODE,
+         HB_DELNODE)
 RESOURCE_DIRS = ("/etc/ha.d/resource.d", "/etc/init.d")  # where heartbeat looks, in order
 
 

@@ -8,12 +8,12 @@ from collections.abc import Sequence
 
 from fabric import Connection
 
-from . import handover, lock
+from . import equivalence, handover, layout, lock, supervision
 from .apply import remove_firewall, remove_supervision, remove_sysctl, wait_until
 from .deploy import DeployError, Output, Recap, deploy_cluster
 from .model import Cluster
 from .plan import HostPlan
-from .remote import Remote, verify_host_keys
+from .remote import Remote, RemoteError, verify_host_keys
 from .targets import match_targets
 
 
@@ -81,32 +81,160 @@ def _decommission(cluster: Cluster, remote: Remote, name: str, remaining: Sequen
     remove_sysctl(remote)
     recap = deploy_cluster(cluster, remaining, out=out)
     if not recap.failed:
-        stay = cluster.timings.deadtime.ms / 1000 + 2
-        for conn in remaining:
-            peer = Remote(conn, conn.original_host or conn.host)
-
-            # The reload above made heartbeat re-exec itself (awaited by the rollout); before
-            # that was awaited, a re-exec after hb_delnode brought the node back once (CI),
-            # so it must stay forgotten for deadtime + 2 s.
-            since: list[float] = []
-
-            def forgotten(peer: Remote = peer, since: list[float] = since) -> bool:
-                code, _, _ = peer.run(
-                    f"if cl_status listnodes 2>/dev/null | grep -qx {node}; then "
-                    f"/usr/share/heartbeat/hb_delnode {node} >/dev/null 2>&1; exit 1; fi",
-                    check=False)
-                if code != 0:
-                    since.clear()
-                    return False
-                since[:] = since or [time.monotonic()]
-                return time.monotonic() - since[0] >= stay
-
-            wait_until(f"{peer.label} forgetting {node} (hb_delnode)", forgotten, 30 + stay,
-                       1.0)
+        forget(cluster, [Remote(c, c.original_host or c.host) for c in remaining], node)
         out(f"[{name}] left the cluster")
     return recap
+
+
+def forget(cluster: Cluster, peers: Sequence[Remote], node: str) -> None:
+    """Make every peer drop ``node`` from heartbeat's node list (hb_delnode) for good.
+
+    The reload before this made heartbeat re-exec itself (awaited by the rollout); before
+    that was awaited, a re-exec after hb_delnode brought the node back once (CI), so it
+    must stay forgotten for deadtime + 2 s."""
+    stay = cluster.timings.deadtime.ms / 1000 + 2
+    for peer in peers:
+        since: list[float] = []
+
+        def forgotten(peer: Remote = peer, since: list[float] = since) -> bool:
+            code, _, _ = peer.run(
+                f"if cl_status listnodes 2>/dev/null | grep -qx {node}; then "
+                f"{layout.HB_DELNODE} {node} >/dev/null 2>&1; exit 1; fi", check=False)
+            if code != 0:
+                since.clear()
+                return False
+            since[:] = since or [time.monotonic()]
+            return time.monotonic() - since[0] >= stay
+
+        wait_until(f"{peer.label} forgetting {node} (hb_delnode)", forgotten, 30 + stay, 1.0)
 
 
 def _addresses(remote: Remote) -> list[str]:
     _, out, _ = remote.run("ip -o -4 addr show | awk '{print $4}' | cut -d/ -f1")
     return out.split()
+
+
+FENCE = (f"{supervision.REMOVE}; systemctl mask --now heartbeat.service >/dev/null 2>&1; "
+         "systemctl reset-failed heartbeat.service >/dev/null 2>&1; "
+         "systemctl is-active -q heartbeat.service && exit 1; exit 0")
+
+
+def replace(cluster: Cluster, dead: Connection, spare: str, members: Sequence[Connection],
+            out: Output = print, fenced: bool = False, break_lock: bool = False) -> Recap:
+    """Make ``spare`` a member in ``dead``'s place, without taking the floating IPs down.
+
+    The cluster file already says so (``spare`` in nodes, ``dead`` gone): the survivors
+    re-read ha.cf and haresources (a reload, resources kept), the spare starts, and the
+    survivors forget ``dead``. ``dead`` is fenced first when it answers (heartbeat masked);
+    when it does not, the member gate keeps it out when it comes back (supervision.py), and
+    a cluster deployed without the gate needs ``fenced`` (the operator's word that it
+    cannot come back)."""
+    started = time.monotonic()
+    dead_name = dead.original_host or dead.host
+    _refuse_unless_edited(cluster, dead_name, spare)
+    targets = match_targets(cluster, members)
+    survivors = [t for t in targets if t.node.name != spare]
+    if not any(t.node.name == spare for t in targets):
+        raise DeployError(f"{spare} must be one of the hosts of the run")
+    if not survivors:
+        raise DeployError("no survivor: replace keeps a running member serving; with none "
+                          "running, deploy the cluster instead")
+    gated = _survivors_agree_dead(survivors, dead_name)
+    _fence(dead, dead_name, gated, fenced, out)
+    renamed = {dead_name: spare}
+
+    def reload_renamed(plans: dict[str, HostPlan]) -> None:
+        for target in survivors:
+            plan = plans[target.node.name]
+            old = plan.facts.texts.get("haresources", "")
+            if "haresources" in plan.changed_files and equivalence.same(
+                    "haresources", rename(old, renamed), plan.files["haresources"].content):
+                plan.reload_haresources = True  # a re-exec reads it; resources are kept
+        problems = [f"{t.host}: heartbeat is not running; replace keeps the pair serving "
+                    "from the survivors (deploy the cluster when none runs)"
+                    for t in survivors if not plans[t.node.name].facts.running]
+        problems += [f"{t.host}: {', '.join(plans[t.node.name].changed_files)} would change "
+                     f"beyond {dead_name} -> {spare}: deploy that change first, or after"
+                     for t in survivors if plans[t.node.name].changed_files
+                     and not plans[t.node.name].reload_only]
+        if plans[spare].facts.running:
+            problems.append(f"{spare}: heartbeat already runs there")
+        if problems:
+            raise DeployError("replace refused, no host was changed:\n  "
+                              + "\n  ".join(problems))
+
+    out(f"replacing {dead_name} with {spare}: the survivors "
+        f"({', '.join(t.node.name for t in survivors)}) re-read their files, {spare} starts")
+    recap = deploy_cluster(cluster, members, out=out, guard=reload_renamed, command="replace",
+                           break_lock=break_lock)
+    if recap.failed:
+        return recap
+    forget(cluster, [t.remote for t in survivors], dead_name)
+    out(f"{spare} replaced {dead_name}: a full pair again "
+        f"{time.monotonic() - started:.1f} s after the command started (every member sees "
+        "the others active, each group held once)")
+    return recap
+
+
+def rename(haresources: str, names: dict[str, str]) -> str:
+    """haresources with each line's preferred node renamed (``names``: old -> new)."""
+    lines = []
+    for line in haresources.splitlines(keepends=True):
+        first, sep, rest = line.lstrip().partition(" ")
+        lines.append(f"{names[first]}{sep}{rest}" if first in names else line)
+    return "".join(lines)
+
+
+def _refuse_unless_edited(cluster: Cluster, dead: str, spare: str) -> None:
+    where = cluster.source or "the cluster file"
+    if dead in cluster.node_names or spare not in cluster.node_names:
+        spare_ip = next((n.ip for n in (*cluster.spares, *cluster.nodes) if n.name == spare),
+                        "ITS_IP")
+        raise DeployError(
+            f"edit {where} first, then rerun (the file is what every later deploy follows): "
+            f"under nodes, put `{spare}: {spare_ip}` in place of {dead}'s line; take {spare} "
+            f"out of spares; under resources, rename {dead} to {spare}")
+    if spare == dead:
+        raise DeployError("a node cannot replace itself")
+
+
+def _survivors_agree_dead(survivors: Sequence, dead: str) -> bool:
+    """Every survivor's heartbeat declares ``dead`` dead (else DeployError); whether each
+    one's drop-in has the member gate (so ``dead``, deployed with them, has it too)."""
+    gated, problems = True, []
+    for target in survivors:
+        _, state, _ = target.remote.run(
+            f"cl_status nodestatus {dead} 2>/dev/null; "
+            f"grep -q '{supervision.GUARD_PATH} gate' {supervision.DROPIN_PATH} 2>/dev/null "
+            "&& echo gated", check=False)
+        words = state.split()
+        gated = gated and "gated" in words
+        if words[:1] and words[0] not in ("dead", "gated"):
+            problems.append(f"{target.host} sees {dead} {words[0]}: it is not dead; take it "
+                            f"out with standby and decommission instead")
+    if problems:
+        raise DeployError("replace refused, no host was changed:\n  " + "\n  ".join(problems))
+    return gated
+
+
+def _fence(dead: Connection, name: str, gated: bool, fenced: bool, out: Output) -> None:
+    """Mask heartbeat on ``dead`` when it answers; else make sure it cannot come back."""
+    dead.connect_timeout = 5
+    remote = Remote(verify_host_keys(dead), name)
+    try:
+        remote.run(FENCE, timeout=120)
+    except (RemoteError, OSError) as exc:
+        if not gated and not fenced:
+            raise DeployError(
+                f"{name} does not answer ({exc}), and the survivors were deployed without "
+                "the member gate (the cluster had no spares then), so it has none either: "
+                "coming back it would declare its peers dead and take the floating IPs. "
+                f"Make sure it cannot (power it off, take it off the network), then rerun "
+                "with --fenced") from None
+        out(f"[{name}] does not answer: not fenced now; "
+            + ("if it comes back, the member gate keeps its heartbeat from starting while "
+               "the pair serves without it; run `hbdeploy decommission "
+               f"{name}` once it answers" if not fenced else
+               "--fenced: the operator says it cannot come back"))
+        return
+    out(f"[{name}] fenced: hbdeploy's supervision removed, heartbeat stopped and masked")

@@ -130,11 +130,19 @@ class Cluster:
     firewall: Firewall = Firewall()
     allow_weak_password: bool = False  # deploy despite secret.weakness()
     nonlocal_bind: bool = False  # net.ipv4.ip_nonlocal_bind=1 on every node (sysctl.py)
+    spares: tuple[Node, ...] = ()  # prepared, not members: `replace` swaps one in (spares.py)
     source: Path | None = None
 
     def node(self, name: str) -> Node:
         """The node called ``name``; KeyError when there is none."""
         for node in self.nodes:
+            if node.name == name:
+                return node
+        raise KeyError(name)
+
+    def spare(self, name: str) -> Node:
+        """The spare called ``name``; KeyError when there is none."""
+        for node in self.spares:
             if node.name == name:
                 return node
         raise KeyError(name)

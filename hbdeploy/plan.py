@@ -62,6 +62,7 @@ class HostPlan:
     changed_supervision: list[str] = field(default_factory=list)
     start_guard: bool = False  # hbdeploy-guard not running (or its files changed)
     sysctl: str = ""  # "write" or "remove" hbdeploy's nonlocal_bind file (sysctl.py)
+    reload_haresources: bool = False  # `replace`: only the preferred node renamed
 
     @property
     def restart(self) -> bool:
@@ -91,8 +92,10 @@ class HostPlan:
     def reload_only(self) -> bool:
         """Heartbeat re-reads ha.cf and authkeys on SIGHUP (``heartbeat -r``) and keeps its
         resources; haresources, a stopped heartbeat or a new install need a restart."""
+        rereads = {"ha.cf", "authkeys"} | ({"haresources"} if self.reload_haresources
+                                           else set())
         return (self.facts.running and self.installed and bool(self.changed_files)
-                and set(self.changed_files) <= {"ha.cf", "authkeys"})
+                and set(self.changed_files) <= rereads)
 
     @property
     def installed(self) -> bool:

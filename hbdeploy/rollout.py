@@ -87,7 +87,10 @@ class Rollout:
         # about ten seconds drops it from its node list for good, and the new node then
         # never becomes active (seen in the lab whenever each peer's re-exec was awaited
         # first).
-        joining = bool(was_running) and all(
+        # Not for `replace`: the spare is the preferred node of the dead node's groups, and
+        # a spare that started before its peer's re-exec left both with their resources "in
+        # flux" for good (the failback never came); it starts once the re-exec is done.
+        joining = self.run.command != "replace" and bool(was_running) and all(
             plans[t.node.name].reload_only for t in order if t.node.name in was_running) and \
             any(t.node.name not in was_running for t in order)
         pending: list[tuple[Target, HostPlan, set[str], str | None]] = []

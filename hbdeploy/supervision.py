@@ -9,6 +9,9 @@
   releases its resources and starts heartbeat again once the network answers, so that it
   rejoins as a new member and the node that served during the cut keeps serving
   (docs/operations.md, "Partitions").
+- With spares, the member gate (the guard's ``gate`` mode, before every start): a node a
+  spare replaced does not start heartbeat when it comes back (docs/operations.md, "Hot
+  spares").
 """
 
 from __future__ import annotations
@@ -41,11 +44,26 @@ StartLimitIntervalSec=0
 Restart=always
 RestartSec={RESTART_SEC}
 ExecStartPre=-{GUARD_PATH} cleanup
-TimeoutStopSec={STOP_TIMEOUT}
+__GATE__TimeoutStopSec={STOP_TIMEOUT}
 TimeoutStopFailureMode=kill
 SendSIGKILL=yes
 ExecStopPost=-{GUARD_PATH} stopped
 """
+
+# In a cluster with spares: a node that comes back after a spare replaced it must not start
+# heartbeat (it would declare its old peers dead after initdead and take the floating IPs).
+GATE = f"""# A member that finds a floating IP answering from another node and hears no heartbeat
+# from its peers within the gate's wait is no longer listened to (a spare replaced it, or
+# its peers dropped it): heartbeat does not start (journalctl -u heartbeat says why).
+ExecStartPre={GUARD_PATH} gate
+"""
+GATE_MIN_WAIT_MS = 10000  # a peer being reloaded to list this node re-executes in ~2-3 s
+
+
+def dropin(cluster: Cluster) -> str:
+    """heartbeat.service's drop-in; with spares, the member gate too."""
+    return DROPIN.replace("__GATE__", GATE if cluster.spares else "")
+
 
 GUARD_UNIT = f"""# {HEADER}
 [Unit]
@@ -94,8 +112,9 @@ def render(cluster: Cluster, node_name: str, gateway: str,
         heartbeat_dir=heartbeat_path.rsplit("/", 1)[0], stopped=GUARD_STOPPED,
         floating=cluster.floating_ips(), send_arp=SEND_ARP,
         silence_cs=min(200, cluster.timings.deadtime.ms // 10),
-        early_cs=early_ms(cluster) // 10)
-    return {"dropin": RenderedFile("dropin", DROPIN, 0o644, path=DROPIN_PATH),
+        early_cs=early_ms(cluster) // 10, gate=bool(cluster.spares), udpport=cluster.udpport,
+        gate_wait_s=max(GATE_MIN_WAIT_MS, cluster.timings.deadtime.ms) // 1000)
+    return {"dropin": RenderedFile("dropin", dropin(cluster), 0o644, path=DROPIN_PATH),
             "guard": RenderedFile("guard", guard, 0o755, path=GUARD_PATH),
             "guard.service": RenderedFile("guard.service", GUARD_UNIT, 0o644,
                                           path=GUARD_UNIT_PATH)}

@@ -47,8 +47,10 @@ def match_targets(cluster: Cluster, connections: Sequence[Connection]) -> list[T
     return targets
 
 
-def default_connections(cluster: Cluster, config=None) -> list[Connection]:
-    """One connection per configured node, by its IP (deploy without -H)."""
-    return [Connection(node.ip, config=config) for node in cluster.nodes]
+def default_connections(cluster: Cluster, config=None, spares: bool = False
+                        ) -> list[Connection]:
+    """One connection per configured node, by its IP (deploy without -H: ``spares`` too)."""
+    nodes = [*cluster.nodes, *(cluster.spares if spares else ())]
+    return [Connection(node.ip, config=config) for node in nodes]
 
 

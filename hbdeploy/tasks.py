@@ -87,7 +87,7 @@ def render(c: Context, node: str = "", out: str | None = None, cluster: str | No
 @post_task
 @reports_errors
 def _deploy_run(c: Context) -> None:
-    model, connections, options = take(c)
+    model, connections, options = take(c, spares=True)
     _finish(deploy_cluster(model, connections, check=options["check"],
                            verbose=options["verbose"], break_lock=options["break_lock"]),
             options["check"])
@@ -219,6 +219,32 @@ def decommission(c: Context, node: str, cluster: str | None = None,
                  break_lock: bool = False) -> None:
     """Take NODE (already removed from the cluster file) out of the running cluster."""
     enlist(c, cluster, node=node, break_lock=break_lock)
+
+
+@post_task
+@reports_errors
+def _replace_run(c: Context) -> None:
+    model, _, options = take(c, require_hosts=False)
+    dead = Connection(options["dead"], config=c.config)
+    members = default_connections(model, config=c.config)
+    _finish(membership.replace(model, dead, options["spare"], members,
+                               fenced=options["fenced"], break_lock=options["break_lock"]),
+            False)
+
+
+@task(positional=["dead"], post=[_replace_run], auto_shortflags=False, help={
+    "dead": "the member that died (no longer in the cluster file's nodes)",
+    "with": "the spare that takes its place (already moved to nodes in its place)",
+    "fenced": "the dead node answers no SSH and has no member gate: you have made sure it "
+              "cannot come back (powered off, off the network)",
+    "cluster": CLUSTER_HELP, "break_lock": BREAK_LOCK_HELP})
+@reports_errors
+def replace(c: Context, dead: str, with_: str = "", cluster: str | None = None,
+            fenced: bool = False, break_lock: bool = False) -> None:
+    """Make a spare a member in DEAD's place (edit the cluster file first); timed."""
+    if not with_:
+        raise Exit("error: name the spare: hbdeploy replace DEAD --with SPARE", code=2)
+    enlist(c, cluster, dead=dead, spare=with_, fenced=fenced, break_lock=break_lock)
 
 
 @post_task
@@ -375,7 +401,7 @@ def _build_namespace() -> Collection:
     from .lab.tasks import namespace as lab_namespace
 
     return Collection(init, import_cluster, check, render, deploy, status, standby,
-                      takeover, bootstrap, decommission, drill, demo,
+                      takeover, bootstrap, decommission, replace, drill, demo,
                       Collection("firewall", firewall_remove),
                       Collection("password", password_generate), lab_namespace)
 

@@ -27,7 +27,7 @@ KNOWN_KEYS = (
     "keepalive", "deadtime", "warntime", "initdead",
     "interface", "udpport", "mode", "mcast_group", "mcast_ttl", "mcast_loop",
     "auto_failback", "ping", "ping_group", "logfacility", "logfile", "debugfile",
-    "firewall", "allow_weak_password", "install", "nonlocal_bind",
+    "firewall", "allow_weak_password", "install", "nonlocal_bind", "spares",
 )
 NODE_KEYS = ("ip", "interface", "install")
 FIREWALL_KEYS = ("enabled", "ports")
@@ -106,6 +106,7 @@ class Validator:
         interface = self.interface(self.raw.get("interface", "eth0"), self.path("interface"))
         install = self.flag(self.raw, "install", self.path("install"), True)
         nodes = self.nodes(interface or "eth0", install)
+        spares = self.spares(interface or "eth0", install, nodes)
         groups = self.resources()
         password = self.password()
         auth_method = self.choice("auth_method", AUTH_METHODS, "sha1", {
@@ -127,6 +128,7 @@ class Validator:
             self.bad(self.path("allow_weak_password"), f"{short(allow_weak)} is not valid; "
                                                        "expected true or false")
         self.cross_checks(nodes, groups, ping, ping_groups, media)
+        self.spare_checks(spares, groups, ping, media)
         if self.problems:
             raise ConfigError(self.problems)
         assert password is not None and timings is not None  # guaranteed by no problems
@@ -138,7 +140,7 @@ class Validator:
             ping_groups=tuple(ping_groups), logfacility=logfacility or "local0",
             logfile=logfile, debugfile=debugfile, firewall=firewall or Firewall(),
             allow_weak_password=allow_weak is True, nonlocal_bind=nonlocal_bind,
-            source=self.source.path,
+            spares=tuple(spares), source=self.source.path,
         )
 
     def unknown_keys(self, mapping: Mapping[Any, Any], known: tuple[str, ...], path: str) -> None:
@@ -171,6 +173,34 @@ class Validator:
             self.bad(path, "missing; expected a mapping of node name (as `uname -n` prints it) "
                            "to its IP address, with two or more nodes")
             return []
+        nodes = self.node_map(raw, path, default_iface, default_install)
+        if isinstance(raw, dict) and len(raw) < 2:
+            self.bad(path, f"{len(raw)} node(s) given; heartbeat needs two or more")
+        return nodes
+
+    def spares(self, default_iface: str, default_install: bool, nodes: list[Node]
+               ) -> list[Node]:
+        """Hot spares: prepared like nodes, but not members (docs/operations.md)."""
+        raw = self.raw.get("spares")
+        if raw is None:
+            return []
+        path = self.path("spares")
+        spares = self.node_map(raw, path, default_iface, default_install)
+        members = {n.name: n for n in nodes}
+        member_ips = {n.ip: n.name for n in nodes}
+        for spare in spares:
+            spath = fmt_path(path, spare.name)
+            if spare.name in members:
+                self.bad(spath, "is also in nodes; a node is either a member (nodes) or a "
+                                "spare (spares), not both")
+            elif spare.ip in member_ips:
+                self.bad(spath, f"{spare.ip!r} is also the address of node "
+                                f"{member_ips[spare.ip]}; each spare needs its own address")
+        return spares
+
+    def node_map(self, raw: Any, path: str, default_iface: str, default_install: bool
+                 ) -> list[Node]:
+        """A mapping of node name to its address (or to ip/interface/install)."""
         if not isinstance(raw, dict):
             self.bad(path, (f"{short(raw)} is a {type_name(raw)}; expected a mapping of node "
                             "name to IP address, e.g. {haproxy1: 10.0.0.1, haproxy2: 10.0.0.2}"))
@@ -195,8 +225,6 @@ class Validator:
                 ip = self.ipv4(spec, npath)
             if name_ok and ip and iface:
                 nodes.append(Node(str(name), ip, iface, install))
-        if len(raw) < 2:
-            self.bad(path, f"{len(raw)} node(s) given; heartbeat needs two or more")
         seen: dict[str, str] = {}
         for node in nodes:
             if node.ip in seen:
@@ -231,8 +259,11 @@ class Validator:
             gpath = fmt_path(path, node)
             ok = self.node_name(node, gpath)
             if ok and names and node not in names:
-                self.bad(gpath, (f"preferred node {node!r} is not one of nodes "
-                                 f"({', '.join(names)})"))
+                spares = self.raw.get("spares")
+                spare = isinstance(spares, dict) and node in spares
+                self.bad(gpath, (f"preferred node {node!r} is "
+                                 + ("a spare, not a member: " if spare else "not ")
+                                 + f"one of nodes ({', '.join(names)})"))
                 ok = False
             values = items if isinstance(items, list) else [items]
             if not values:
@@ -503,3 +534,27 @@ class Validator:
             if ip in node_ips:
                 self.bad(self.path("ping"), (f"{ip!r} is the address of node {node_ips[ip]}; "
                                              "ping nodes are outside devices such as routers"))
+
+    def spare_checks(self, spares: list[Node], groups: list[ResourceGroup], ping: list[str],
+                     media: Media | None) -> None:
+        if not spares:
+            return
+        path = self.path("spares")
+        for group in groups:
+            for ip in group.floating_ips():
+                for spare in spares:
+                    if ip == spare.ip:
+                        self.bad(fmt_path(path, spare.name), (
+                            f"{ip!r} is a floating IP (resources.{group.node}); a spare "
+                            "needs an address of its own"))
+        for ip in ping:
+            for spare in spares:
+                if ip == spare.ip:
+                    self.bad(self.path("ping"), (f"{ip!r} is the address of spare "
+                                                 f"{spare.name}; ping nodes are outside "
+                                                 "devices such as routers"))
+        if media is not None and media.mode != "ucast":
+            self.bad(path, (f"spares need mode ucast (the cluster file says {media.mode}): "
+                            "a member replaced by a spare is kept out, when it comes back, "
+                            "by no longer receiving its peers' heartbeats, which mcast and "
+                            "bcast deliver to every node; use mode: ucast, or no spares"))

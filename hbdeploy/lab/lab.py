@@ -267,8 +267,13 @@ class Lab:
             self._power_on(self.machine(name), self._image(name))
 
     def kill(self, name: str) -> None:
-        """Hard power-off of one node, as pulling its plug."""
-        self.machine(name).kill()
+        """Hard power-off of one node, as pulling its plug: its processes killed, and its
+        network interface emptied of every address but its own, as a machine that boots
+        again has (the namespace, which the lab owns, outlives the node: a floating IP
+        left in it would go on answering ARP and ping for a dead node)."""
+        machine = self.machine(name)
+        machine.kill()
+        network.flush_extra_addresses(machine.name, machine.ip)
 
     def cut(self, name: str) -> None:
         """Take the node's link down: it keeps running but hears and reaches nobody."""

@@ -145,6 +145,15 @@ def ensure_node_link(name: str, index: int, addressing: Addressing) -> None:
     run(["ip", "-n", ns, "link", "set", "eth0", "up"])
 
 
+def flush_extra_addresses(name: str, own: str) -> None:
+    """Remove every IPv4 address of the node's eth0 but ``own`` (a floating IP it held)."""
+    ns = node_ns(name)
+    for address in addresses(ns):
+        if address != own:
+            run(["ip", "-n", ns, "-4", "addr", "flush", "dev", "eth0", "to", f"{address}/32"],
+                check=False)
+
+
 def set_port(index: int, up: bool) -> None:
     """Cut (down) or heal (up) a node's link by its bridge port."""
     run(["ip", "-n", BRIDGE_NS, "link", "set", bridge_port(index), "up" if up else "down"])
