@@ -125,6 +125,20 @@ CASES: list[tuple[str, str, list[str]]] = [
     ("broken-yaml", "nodes: {a: 1\n", ["invalid YAML"]),
     ("tab-indent", "nodes:\n\thaproxy1: 10.0.0.1\n", ["invalid YAML"]),
     ("python-tag", "!!python/object/apply:os.system ['true']\n", ["invalid YAML"]),
+    ("spare-also-node", with_lines("spares:", "  haproxy2: 10.0.0.9"),
+     ["spares.haproxy2: is also in nodes"]),
+    ("spare-node-ip", with_lines("spares:", "  haproxy3: 10.0.0.2"),
+     ["spares.haproxy3: '10.0.0.2' is also the address of node haproxy2"]),
+    ("spare-floating-ip", with_lines("spares:", "  haproxy3: 10.0.0.100"),
+     ["spares.haproxy3: '10.0.0.100' is a floating IP"]),
+    ("spare-bad-ip", with_lines("spares:", "  haproxy3: 10.0.0.300"),
+     ["spares.haproxy3: '10.0.0.300'"]),
+    ("spares-list", with_lines("spares: [10.0.0.3]"), ["spares: ", "is a list"]),
+    ("spares-mcast", with_lines("mode: mcast", "spares:", "  haproxy3: 10.0.0.3"),
+     ["spares: spares need mode ucast (the cluster file says mcast)"]),
+    ("group-on-spare", with_lines("spares:", "  haproxy3: 10.0.0.3",
+                                  base=replace("  haproxy1: 10.0.0.100", "  haproxy3: 10.0.0.100")),
+     ["resources.haproxy3: preferred node 'haproxy3' is a spare, not a member"]),
 ]
 
 
