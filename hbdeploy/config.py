@@ -38,7 +38,7 @@ def warnings(cluster: Cluster) -> list[str]:
             f"warning: {len(cluster.nodes)} nodes: heartbeat's haresources resource manager "
             "is built for two; with three, every cut of the holder in the lab (20 of 20) "
             "put the floating IP on both spares at once for about 6 s, and standby/takeover "
-            "are refused (docs/operations.md, \"Three-node clusters\"); keep two members "
+            "are refused (docs/operations.md, \"Three members: why not\"); keep two members "
             "and list the others under spares: (`hbdeploy replace DEAD --with SPARE`)")
     if not cluster.uses_ipfail:
         found.append(

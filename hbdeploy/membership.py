@@ -158,7 +158,9 @@ def replace(cluster: Cluster, dead: Connection, spare: str, members: Sequence[Co
                      for t in survivors if plans[t.node.name].changed_files
                      and not plans[t.node.name].reload_only]
         if plans[spare].facts.running:
-            problems.append(f"{spare}: heartbeat already runs there")
+            problems.append(f"{spare}: heartbeat already runs there, so it is a member "
+                            "already (an earlier replace got that far): run deploy to "
+                            "converge the pair")
         if problems:
             raise DeployError("replace refused, no host was changed:\n  "
                               + "\n  ".join(problems))
