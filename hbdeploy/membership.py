@@ -3,6 +3,7 @@ floating IPs on purpose."""
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Sequence
 
@@ -140,7 +141,6 @@ def replace(cluster: Cluster, dead: Connection, spare: str, members: Sequence[Co
         raise DeployError("no survivor: replace keeps a running member serving; with none "
                           "running, deploy the cluster instead")
     gated = _survivors_agree_dead(survivors, dead_name)
-    _fence(dead, dead_name, gated, fenced, out)
     renamed = {dead_name: spare}
 
     def reload_renamed(plans: dict[str, HostPlan]) -> None:
@@ -164,6 +164,7 @@ def replace(cluster: Cluster, dead: Connection, spare: str, members: Sequence[Co
         if problems:
             raise DeployError("replace refused, no host was changed:\n  "
                               + "\n  ".join(problems))
+        _fence(dead, dead_name, gated, fenced, out)  # every pre-flight has passed
 
     out(f"replacing {dead_name} with {spare}: the survivors "
         f"({', '.join(t.node.name for t in survivors)}) re-read their files, {spare} starts")
@@ -180,11 +181,11 @@ def replace(cluster: Cluster, dead: Connection, spare: str, members: Sequence[Co
 
 def rename(haresources: str, names: dict[str, str]) -> str:
     """haresources with each line's preferred node renamed (``names``: old -> new)."""
-    lines = []
-    for line in haresources.splitlines(keepends=True):
-        first, sep, rest = line.lstrip().partition(" ")
-        lines.append(f"{names[first]}{sep}{rest}" if first in names else line)
-    return "".join(lines)
+    def one(match: re.Match[str]) -> str:
+        lead, first = match.group(1), match.group(2)
+        return lead + names.get(first, first)
+
+    return re.sub(r"^(\s*)(\S+)", one, haresources, flags=re.MULTILINE)
 
 
 def _refuse_unless_edited(cluster: Cluster, dead: str, spare: str) -> None:

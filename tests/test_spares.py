@@ -51,9 +51,11 @@ def test_the_gate_waits_at_least_deadtime() -> None:
 
 
 def test_rename_changes_only_the_preferred_node() -> None:
-    text = "# managed\nhaproxy1 IPaddr::10.9.0.100/24/eth0 haproxy1-svc\nhaproxy2 x\n"
+    text = "# managed\nhaproxy1 IPaddr::10.9.0.100/24/eth0 haproxy1-svc\nhaproxy2 x\n" \
+           "haproxy1\tIPaddr::10.9.0.101\n"
     assert membership.rename(text, {"haproxy1": "haproxy3"}) == (
-        "# managed\nhaproxy3 IPaddr::10.9.0.100/24/eth0 haproxy1-svc\nhaproxy2 x\n")
+        "# managed\nhaproxy3 IPaddr::10.9.0.100/24/eth0 haproxy1-svc\nhaproxy2 x\n"
+        "haproxy3\tIPaddr::10.9.0.101\n")
 
 
 @pytest.mark.parametrize("nodes, spares", [

@@ -104,3 +104,32 @@ def test_a_spare_replaces_a_dead_holder_and_the_dead_node_stays_out(
     assert ssh(lab, "haproxy1", "systemctl is-enabled heartbeat", check=False
                ).stdout.strip() == "disabled"
     poll(lambda: cli(lab, "status", "--cluster", str(edited), hosts=None).returncode == 0, 60)
+
+    # The old member becomes a spare (its files moved aside, heartbeat masked); then a
+    # member that answers SSH but whose heartbeat its peer declared dead is replaced by it:
+    # fenced over SSH, and the holder, haproxy3, keeps serving throughout.
+    respared = tmp_path / "respared.yml"
+    respared.write_text(edited.read_text() + "spares:\n  haproxy1: 10.213.0.11\n")
+    result = cli(lab, "deploy", cluster=respared, hosts=None)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "moved a member's ha.cf, haresources, authkeys" in result.stdout, result.stdout
+    assert ssh(lab, "haproxy1", "systemctl is-enabled heartbeat", check=False
+               ).stdout.strip() == "masked"
+    swapped = tmp_path / "swapped.yml"
+    swapped.write_text(edited.read_text().replace("  haproxy2: 10.213.0.12\n",
+                                                  "  haproxy1: 10.213.0.11\n"))
+    with (HttpProbe(FLOATING_IP, interval=0.05, timeout=0.5) as traffic,
+          HolderWatch(lab, FLOATING_IP) as watch):
+        ssh(lab, "haproxy2", "systemctl stop heartbeat")
+        poll(lambda: ssh(lab, "haproxy3", "cl_status nodestatus haproxy2", check=False
+                         ).stdout.strip() == "dead", 30)
+        result = cli(lab, "replace", "haproxy2", "--with", "haproxy1", "--cluster",
+                     str(swapped), hosts=None)
+        assert result.returncode == 0, result.stdout + result.stderr
+        assert "[haproxy2] fenced" in result.stdout, result.stdout
+    assert traffic.failures == 0 and traffic.servers() == {"haproxy3"}, traffic.failed_at()
+    assert set(watch.samples) == {("haproxy3",)}
+    assert ssh(lab, "haproxy2", "systemctl is-enabled heartbeat", check=False
+               ).stdout.strip() == "masked"
+    poll(lambda: cli(lab, "status", "--cluster", str(swapped), hosts=None).returncode == 0,
+         60)
