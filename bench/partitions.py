@@ -40,7 +40,13 @@ from hbdeploy.lab.outage import (
 
 ROOT = Path(__file__).resolve().parents[1]
 PROFILES = {"lab": ROOT / "examples" / "lab.yml", "fast": ROOT / "examples" / "lab-fast.yml",
-            "lab-failback-off": ROOT / "bench" / "lab-failback-off.yml"}
+            "lab-failback-off": ROOT / "bench" / "lab-failback-off.yml",
+            "lab-keepalive-500ms": ROOT / "bench" / "lab-keepalive-500ms.yml",
+            "lab-keepalive-200ms": ROOT / "bench" / "lab-keepalive-200ms.yml"}
+# examples/lab.yml with one line changed, written beside this script when used.
+VARIANTS = {"lab-failback-off": ("auto_failback: on", "auto_failback: off"),
+            "lab-keepalive-500ms": ("keepalive: 1", "keepalive: 500ms"),
+            "lab-keepalive-200ms": ("keepalive: 1", "keepalive: 200ms")}
 NODES = ["haproxy1", "haproxy2"]
 IP = "10.213.0.100"
 UNSUPERVISE = ("systemctl disable --now hbdeploy-guard >/dev/null 2>&1; rm -f "
@@ -56,16 +62,18 @@ def deploy(lab: Lab, cluster: Path, nodes: list[str] = NODES) -> None:
         raise SystemExit(f"deploy failed:\n{result.stdout}{result.stderr}")
 
 
-def failback_off() -> None:
-    """examples/lab.yml with auto_failback off (written beside this script)."""
-    text = PROFILES["lab"].read_text().replace("auto_failback: on", "auto_failback: off")
-    PROFILES["lab-failback-off"].write_text(text)
+def write_variant(name: str) -> None:
+    """examples/lab.yml with the variant's line changed (written beside this script)."""
+    old, new = VARIANTS[name]
+    text = PROFILES["lab"].read_text()
+    assert old in text, old
+    PROFILES[name].write_text(text.replace(old, new))
 
 
 def run_profile(name: str, runs: int, supervised: bool, cut_extra: float = 4,
                 kills: bool = True) -> dict:
-    if name == "lab-failback-off":
-        failback_off()
+    if name in VARIANTS:
+        write_variant(name)
     cluster = config.load_cluster(PROFILES[name])
     deadtime = cluster.timings.deadtime.ms / 1000
     lab = Lab(report=lambda m: print(f"lab: {m}", flush=True))
