@@ -10,6 +10,7 @@ import threading
 import time
 import urllib.request
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 from .lab import Lab
@@ -29,14 +30,21 @@ def http_answer(ip: str, timeout: float = PROBE_TIMEOUT) -> str | None:
         return None
 
 
+PENDING = "\0pending"  # a probe sent whose answer has not come back yet (``overlap``)
+
+
 @dataclass
 class HttpProbe:
     """GET http://IP/ every ``interval`` seconds from this machine, in a thread; keeps every
-    (time sent, answering node or None). Resolution: interval + the probe's own time."""
+    (time sent, answering node or None). Without ``overlap`` a probe waits for the one before
+    it, so while the IP does not answer probes are ``timeout`` apart (the resolution then);
+    with ``overlap`` each probe has a thread of its own and the resolution is ``interval``
+    throughout."""
 
     ip: str
     interval: float = PROBE_INTERVAL
     timeout: float = PROBE_TIMEOUT
+    overlap: bool = False
     answers: list[tuple[float, str | None]] = field(default_factory=list)
     started: float = 0.0
     stopped: float = 0.0
@@ -52,37 +60,51 @@ class HttpProbe:
     def __exit__(self, *_: object) -> None:
         self._stop.set()
         assert self._thread is not None
-        self._thread.join(timeout=5)
+        self._thread.join(timeout=5 + self.timeout)
         self.stopped = time.monotonic()
 
     def _loop(self) -> None:
+        workers = int(self.timeout / self.interval) + 2 if self.overlap else 0
+        pool = ThreadPoolExecutor(max_workers=workers) if workers else None
         next_at = time.monotonic()
         while not self._stop.is_set():
             sent = time.monotonic()
-            self.answers.append((sent, http_answer(self.ip, self.timeout)))
+            if pool is None:
+                self.answers.append((sent, http_answer(self.ip, self.timeout)))
+            else:
+                self.answers.append((sent, PENDING))
+                pool.submit(self._one, len(self.answers) - 1, sent)
             next_at = max(next_at + self.interval, time.monotonic())
             self._stop.wait(max(0.0, next_at - time.monotonic()))
+        if pool is not None:
+            pool.shutdown(wait=True)  # every answer in before the figures are read
+
+    def _one(self, slot: int, sent: float) -> None:
+        self.answers[slot] = (sent, http_answer(self.ip, self.timeout))
+
+    def _done(self) -> list[tuple[float, str | None]]:
+        return [(sent, answer) for sent, answer in self.answers if answer != PENDING]
 
     @property
     def failures(self) -> int:
         """How many probes got no answer."""
-        return sum(1 for _, answer in self.answers if answer is None)
+        return sum(1 for _, answer in self._done() if answer is None)
 
     @property
     def achieved_rate(self) -> float:
         """Probes per second actually sent."""
-        return len(self.answers) / max(self.stopped - self.started, 1e-9)
+        return len(self._done()) / max(self.stopped - self.started, 1e-9)
 
     def servers(self) -> set[str]:
         """Every node that answered."""
-        return {answer for _, answer in self.answers if answer}
+        return {answer for _, answer in self._done() if answer}
 
     def unanswered(self, start: float, end: float | None = None) -> float:
         """Seconds between ``start`` and ``end`` during which the IP did not answer: each
         run of failed probes counts from its first failure to the next answer."""
         end = time.monotonic() if end is None else end
         total, down_since = 0.0, None
-        for sent, answer in self.answers:
+        for sent, answer in self._done():
             if sent < start or sent > end:
                 continue
             if answer is None and down_since is None:
@@ -96,17 +118,17 @@ class HttpProbe:
 
     def first_answer_after(self, start: float, other_than: str = "") -> float | None:
         """Seconds after ``start`` of the first answer from a node other than ``other_than``."""
-        for sent, answer in self.answers:
+        for sent, answer in self._done():
             if sent >= start and answer is not None and answer != other_than:
                 return sent - start
         return None
 
     def last_failure(self) -> float | None:
-        return max((sent for sent, answer in self.answers if answer is None), default=None)
+        return max((sent for sent, answer in self._done() if answer is None), default=None)
 
     def failed_at(self) -> list[float]:
         """Seconds after the start at which each unanswered probe was sent (for reports)."""
-        return [round(sent - self.started, 2) for sent, answer in self.answers
+        return [round(sent - self.started, 2) for sent, answer in self._done()
                 if answer is None]
 
 
@@ -187,7 +209,7 @@ def cut_cycle(lab: Lab, ip: str, nodes: list[str], holder: str, cut_for: float,
               settle: float, whole_deadline: float = 90) -> Cycle:
     """Cut ``holder``'s link for ``cut_for`` s, heal it, and watch for ``settle`` s more after
     the cluster is whole again (a late move would still count)."""
-    with HttpProbe(ip) as probe:
+    with HttpProbe(ip, overlap=True) as probe:
         time.sleep(0.3)  # a few answers before the fault
         cut_at = time.monotonic()
         lab.cut(holder)
@@ -211,7 +233,7 @@ def cut_cycle(lab: Lab, ip: str, nodes: list[str], holder: str, cut_for: float,
 def kill_cycle(lab: Lab, ip: str, nodes: list[str], node: str, settle: float,
                whole_deadline: float = 90) -> Cycle:
     """``kill -9`` heartbeat's main process on ``node``; time until every node is whole."""
-    with HttpProbe(ip) as probe:
+    with HttpProbe(ip, overlap=True) as probe:
         time.sleep(0.3)
         at = time.monotonic()
         result = _ssh(lab, node, "kill -9 $(systemctl show -p MainPID --value heartbeat)")
