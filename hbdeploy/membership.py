@@ -9,7 +9,7 @@ from collections.abc import Sequence
 
 from fabric import Connection
 
-from . import equivalence, handover, layout, lock, supervision
+from . import equivalence, handover, layout, lock, spares, supervision
 from .apply import remove_firewall, remove_supervision, remove_sysctl, wait_until
 from .deploy import DeployError, Output, Recap, deploy_cluster
 from .model import Cluster
@@ -115,8 +115,7 @@ def _addresses(remote: Remote) -> list[str]:
     return out.split()
 
 
-FENCE = (f"{supervision.REMOVE}; systemctl mask --now heartbeat.service >/dev/null 2>&1; "
-         "systemctl reset-failed heartbeat.service >/dev/null 2>&1; "
+FENCE = (f"{supervision.REMOVE}; {spares.MASK}; "
          "systemctl is-active -q heartbeat.service && exit 1; exit 0")
 
 
@@ -225,7 +224,7 @@ def _fence(dead: Connection, name: str, gated: bool, fenced: bool, out: Output) 
     dead.connect_timeout = 5
     remote = Remote(verify_host_keys(dead), name)
     try:
-        remote.run(FENCE, timeout=120)
+        code, _, err = remote.run(FENCE, check=False, timeout=120)
     except (RemoteError, OSError) as exc:
         if not gated and not fenced:
             raise DeployError(
@@ -240,4 +239,8 @@ def _fence(dead: Connection, name: str, gated: bool, fenced: bool, out: Output) 
                f"{name}` once it answers" if not fenced else
                "--fenced: the operator says it cannot come back"))
         return
+    if code != 0:
+        raise DeployError(f"{name} answers, but its heartbeat did not stop ({err.strip()}); "
+                          "hbdeploy's supervision was removed there, nothing else changed "
+                          "anywhere: stop it (or power the node off), then rerun")
     out(f"[{name}] fenced: hbdeploy's supervision removed, heartbeat stopped and masked")
