@@ -5,6 +5,7 @@ the dead node, powered on again, is kept out by the member gate: never two holde
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -38,11 +39,15 @@ def replaced(tmp_path: Path) -> Path:
 
 
 @pytest.fixture(scope="module")
-def fresh(lab: Lab) -> Lab:
-    """Bare nodes: this module changes who the members are."""
+def fresh(lab: Lab) -> Iterator[Lab]:
+    """Bare nodes before and after: this module changes who the members are (a later
+    module's deploy of examples/lab.yml would meet haproxy3 still running heartbeat and
+    sending to haproxy1: "bad node [haproxy3]")."""
     lab.down()
     lab.up(nodes=LAB_NODES)
-    return lab
+    yield lab
+    lab.down()
+    lab.up(nodes=LAB_NODES)
 
 
 def test_a_spare_replaces_a_dead_holder_and_the_dead_node_stays_out(
