@@ -162,20 +162,31 @@ def preflight(host: str, node: Node, facts: HostFacts, cluster: Cluster) -> list
     return problems
 
 
-def _provided(host: str, node: Node, facts: HostFacts, cluster: Cluster) -> list[str]:
-    """What an operator-provided heartbeat (``install: false``) lacks on this host."""
-    where = f"install: false (nodes.{node.name}.install or install)"
+def missing_tools(cluster: Cluster, facts: HostFacts) -> list[str]:
+    """heartbeat's tools (ipfail too where ``ping`` is set) and ifconfig the host lacks."""
     missing = [path for path in required_tools(cluster) if path not in facts.has]
     if not facts.net_tools:
         missing.append("ifconfig (net-tools: heartbeat's IPaddr needs it)")
+    return missing
+
+
+def missing_resource_scripts(cluster: Cluster, facts: HostFacts) -> list[str]:
+    """The resource scripts haresources starts that are in none of heartbeat's folders."""
+    return [name for name in cluster.resource_scripts()
+            if not set(layout.resource_paths((name,))) & set(facts.has)]
+
+
+def _provided(host: str, node: Node, facts: HostFacts, cluster: Cluster) -> list[str]:
+    """What an operator-provided heartbeat (``install: false``) lacks on this host."""
+    where = f"install: false (nodes.{node.name}.install or install)"
+    missing = missing_tools(cluster, facts)
     problems = []
     if missing:
         problems.append(f"{host}: {where} says the operator provides heartbeat, but "
                         f"this host lacks {', '.join(missing)}; install heartbeat 3.0.6 "
                         "there (Debian's layout), or set install: true to let hbdeploy "
                         "install it")
-    scripts = [name for name in cluster.resource_scripts()
-               if not set(layout.resource_paths((name,))) & set(facts.has)]
+    scripts = missing_resource_scripts(cluster, facts)
     if scripts:
         folders = " nor ".join(layout.RESOURCE_DIRS)
         problems.append(f"{host}: {where}: the resource script(s) "

@@ -22,9 +22,9 @@ from fabric import Connection
 from . import apply, facts, layout
 from .facts import HostFacts
 from .model import Cluster, Node
-from .plan import preflight
+from .plan import missing_resource_scripts, missing_tools, preflight
 from .remote import Remote, verify_host_keys
-from .targets import Target
+from .targets import Target, node_of
 
 MEMBER_FILES = ("ha.cf", "haresources", "authkeys")
 STOPPED_STATES = ("inactive", "failed", "")
@@ -53,8 +53,7 @@ def split(cluster: Cluster, connections: Sequence[Connection]
     spares, others = [], []
     for conn in connections:
         given = conn.original_host or conn.host
-        spare = next((n for n in cluster.spares if given in (n.name, n.ip)
-                      or conn.host == n.ip), None)
+        spare = node_of(cluster.spares, conn)
         if spare is None:
             others.append(conn)
         else:
@@ -93,14 +92,11 @@ def unready(host: str, node: Node, found: HostFacts, cluster: Cluster, state: bo
     """What the spare lacks to take a member's place (after its install); ``state``: and
     whether heartbeat is masked and stopped (what prepare does)."""
     where = f"{host} (spare {node.name})"
-    missing = [path for path in layout.TOOLS if path not in found.has]
+    missing = missing_tools(cluster, found)
     problems = []
     if missing:
-        problems.append(f"{where}: lacks heartbeat's {', '.join(missing)}")
-    if not found.net_tools:
-        problems.append(f"{where}: lacks ifconfig (net-tools), which heartbeat's IPaddr needs")
-    scripts = [name for name in cluster.resource_scripts()
-               if not set(layout.resource_paths((name,))) & set(found.has)]
+        problems.append(f"{where}: lacks {', '.join(missing)}")
+    scripts = missing_resource_scripts(cluster, found)
     if scripts:
         problems.append(f"{where}: the resource script(s) {', '.join(scripts)} that "
                         f"haresources starts are in neither {' nor '.join(layout.RESOURCE_DIRS)}"

@@ -25,13 +25,20 @@ class Target:
     remote: Remote
 
 
+def node_of(nodes: Sequence[Node], conn: Connection) -> Node | None:
+    """The node ``conn`` was given as (its name or address), else the one its ssh_config
+    resolves to by address; None when there is none."""
+    given = conn.original_host or conn.host
+    return next((n for n in nodes if given in (n.name, n.ip)), None) or next(
+        (n for n in nodes if conn.host == n.ip), None)
+
+
 def match_targets(cluster: Cluster, connections: Sequence[Connection]) -> list[Target]:
     """Pair each connection with its node, by the name or address it was given as."""
     targets, problems, seen = [], [], {}
     for conn in connections:
         given = conn.original_host or conn.host
-        node = next((n for n in cluster.nodes if given in (n.name, n.ip)), None) or next(
-            (n for n in cluster.nodes if conn.host == n.ip), None)
+        node = node_of(cluster.nodes, conn)
         if node is None:
             problems.append(f"{given}: matches no node of the cluster file by name or address "
                             f"(nodes: {', '.join(f'{n.name} {n.ip}' for n in cluster.nodes)})")
