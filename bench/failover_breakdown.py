@@ -20,12 +20,13 @@ import sys
 import time
 from pathlib import Path
 
+from hbdeploy import config
 from hbdeploy.lab import Lab
 from hbdeploy.lab.outage import HttpProbe, heartbeat_whole, wait_for
 
 IP = "10.213.0.100"
 RUNS = int(sys.argv[1]) if len(sys.argv) > 1 else 5
-DEADTIME = 5.0
+DEADTIME = config.load_cluster("examples/lab.yml").timings.deadtime.ms / 1000
 SNIFF = Path(__file__).with_name("sniff.py")
 EVENTS = {  # what haproxy2's journal says, in the order it happens
     "verdict": r"is dead",
