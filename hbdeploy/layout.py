@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 HEARTBEAT = "/usr/libexec/heartbeat/heartbeat"
+PIDFILE = "/run/heartbeat.pid"  # the master control process's pid (its unit's PIDFile=)
 IPFAIL = "/usr/libexec/heartbeat/ipfail"
 RESOURCE_MANAGER = "/usr/share/heartbeat/ResourceManager"
 HB_STANDBY = "/usr/share/heartbeat/hb_standby"

@@ -16,6 +16,7 @@
 
 from __future__ import annotations
 
+from . import layout
 from .announce import SEND_ARP
 from .model import Cluster
 from .render import HEADER, RenderedFile, template
@@ -87,6 +88,10 @@ def references(cluster: Cluster, gateway: str) -> list[str]:
     return listed or ([gateway] if gateway else [])
 
 
+# How often the guard wakes heartbeat's master (SIGCHLD) so that it checks its peers for
+# deadtime: it does so when its main loop wakes and 250 ms have passed since its last check.
+WAKE_MS = 50
+
 GUARD_REACTION_MS = 1500  # the guard's pings (0.4 s), a loop turn, the kill: with margin
 EARLY_MIN_MS = 1500  # shorter silences are ordinary packet loss, not a cut
 
@@ -109,7 +114,8 @@ def render(cluster: Cluster, node_name: str, gateway: str,
     peers = [n for n in cluster.nodes if n.name != node.name]
     guard = template("hbdeploy-guard.j2").render(
         header=HEADER, node=node, peers=peers, references=references(cluster, gateway),
-        heartbeat_dir=heartbeat_path.rsplit("/", 1)[0], stopped=GUARD_STOPPED,
+        heartbeat_dir=heartbeat_path.rsplit("/", 1)[0], heartbeat_path=heartbeat_path,
+        pidfile=layout.PIDFILE, wake_ms=WAKE_MS, stopped=GUARD_STOPPED,
         floating=cluster.floating_ips(), send_arp=SEND_ARP,
         silence_cs=min(200, cluster.timings.deadtime.ms // 10),
         early_cs=early_ms(cluster) // 10, gate=bool(cluster.spares), udpport=cluster.udpport,

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+
 import pytest
 
-from hbdeploy import firewall, supervision, sysctl, validate
+from hbdeploy import firewall, layout, supervision, sysctl, validate
 from hbdeploy.converge import issues
 from hbdeploy.errors import ConfigError
 from hbdeploy.facts import HostFacts, parse
@@ -420,3 +424,48 @@ def test_nonlocal_bind_must_be_a_boolean() -> None:
     with pytest.raises(ConfigError) as err:
         cluster(nonlocal_bind="yes please")
     assert "nonlocal_bind: 'yes please' is not valid; expected true or false" in str(err.value)
+
+
+def _waker_program(guard: str) -> str:
+    """The perl program of the guard's waker, as rendered."""
+    start = guard.index("perl -e '") + len("perl -e '")
+    return guard[start:guard.index("' ", start)]
+
+
+def test_the_waker_signals_heartbeat_and_nothing_else(tmp_path) -> None:
+    """The waker, run here against a stand-in: a process that counts the SIGCHLDs it gets.
+    It signals the pid in the pid file only while that pid runs the named executable."""
+    hb = "/usr/libexec/heartbeat/heartbeat"
+    guard = supervision.render(cluster(), "n1", "10.9.0.1", hb)["guard"].content
+    assert f"{layout.PIDFILE} {hb} {supervision.WAKE_MS} &" in guard
+    program = _waker_program(guard)
+    counter = subprocess.Popen(
+        [sys.executable, "-c", "import signal, sys, time\n"
+         "n = 0\n"
+         "def got(*_):\n    global n\n    n += 1\n"
+         "signal.signal(signal.SIGCHLD, got)\n"
+         "sys.stdout.write('ready\\n'); sys.stdout.flush()\n"
+         "sys.stdin.readline(); print(n)"],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    assert counter.stdout.readline() == "ready\n"
+    pidfile = tmp_path / "heartbeat.pid"
+    pidfile.write_text(f"{counter.pid}\n")
+    exe = os.path.realpath(f"/proc/{counter.pid}/exe")
+
+    def run(named: str, seconds: float = 1.0) -> str:
+        waker = subprocess.Popen(["perl", "-e", program, str(pidfile), named, "50"],
+                                 stdout=subprocess.PIPE, text=True)
+        try:
+            waker.wait(seconds)
+        except subprocess.TimeoutExpired:
+            waker.kill()
+        return waker.communicate()[0]
+
+    assert run("/usr/libexec/heartbeat/heartbeat") == ""  # another program: left alone
+    said = run(exe)
+    counter.stdin.write("\n")
+    counter.stdin.flush()
+    got = int(counter.stdout.readline())
+    counter.wait(5)
+    assert said == f"waking heartbeat (pid {counter.pid}) every 50 ms\n"
+    assert 10 <= got <= 25, got  # 1 s at 50 ms

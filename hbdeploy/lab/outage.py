@@ -203,6 +203,7 @@ class Cycle:
     unanswered_repair: float  # unanswered from the repair until the cluster was whole again
     whole_after: float | None  # heartbeat on every node, peers active, after the repair
     holders_after: list[str] = field(default_factory=list)
+    at: float = 0.0  # when the fault began (time.time(): the nodes' journals use that clock)
 
 
 def cut_cycle(lab: Lab, ip: str, nodes: list[str], holder: str, cut_for: float,
@@ -211,7 +212,7 @@ def cut_cycle(lab: Lab, ip: str, nodes: list[str], holder: str, cut_for: float,
     the cluster is whole again (a late move would still count)."""
     with HttpProbe(ip, overlap=True) as probe:
         time.sleep(0.3)  # a few answers before the fault
-        cut_at = time.monotonic()
+        cut_wall, cut_at = time.time(), time.monotonic()
         lab.cut(holder)
         try:
             wait_for(lambda: probe.first_answer_after(cut_at, holder) is not None, cut_for,
@@ -227,7 +228,7 @@ def cut_cycle(lab: Lab, ip: str, nodes: list[str], holder: str, cut_for: float,
         end = time.monotonic()
     return Cycle("cut", holder, probe.first_answer_after(cut_at, holder),
                  probe.unanswered(cut_at, heal_at), probe.unanswered(heal_at, end), whole,
-                 holders(ip, nodes))
+                 holders(ip, nodes), cut_wall)
 
 
 def kill_cycle(lab: Lab, ip: str, nodes: list[str], node: str, settle: float,

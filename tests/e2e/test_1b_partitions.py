@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import pytest
 
+from hbdeploy import supervision
 from hbdeploy.lab import Lab
 from hbdeploy.lab.demo import http_name
 from hbdeploy.lab.outage import cut_cycle, heartbeat_whole, holders, kill_cycle
@@ -17,6 +18,9 @@ from .conftest import FLOATING_IP, cli, poll, ssh
 
 NODES = ["haproxy1", "haproxy2"]
 DEADTIME = 5  # examples/lab.yml
+KEEPALIVE = 1
+# heartbeat's check every 250 ms, the waker's period, and 0.1 s for a busy lab
+VERDICT_LATE = 0.25 + supervision.WAKE_MS / 1000 + 0.1
 GROUP_KEY = "IPaddr::10.213.0.100/24/eth0"
 RUNTIME_DROPIN = "/run/systemd/system/heartbeat.service.d/zz-test-stop-timeout.conf"
 
@@ -63,6 +67,58 @@ def test_supervision_is_installed(cluster: Lab) -> None:
                                             "cat /usr/local/sbin/hbdeploy-guard").stdout
 
 
+def verdict_after(lab: Lab, node: str, peer: str, since: float) -> float:
+    """Seconds from ``since`` (time.time()) to ``node``'s heartbeat declaring ``peer`` dead."""
+    journal = ssh(lab, node, f"journalctl -o short-unix --no-pager --since=@{int(since) - 1} "
+                             f"| grep -F 'node {peer}: is dead'").stdout
+    times = [float(line.split()[0]) - since for line in journal.splitlines()]
+    assert [t for t in times if t > 0], journal
+    return min(t for t in times if t > 0)
+
+
+def waker_of(lab: Lab, node: str) -> str:
+    """The pid of the guard's waker (its perl child) on ``node``, or ""."""
+    script = ("ps -o pid=,comm= --ppid \"$(systemctl show -p MainPID --value hbdeploy-guard)\""
+              " | awk '$2 == \"perl\" { print $1 }'")
+    return ssh(lab, node, script).stdout.strip()
+
+
+def guard_said(lab: Lab, node: str, line: str) -> int:
+    """How many times hbdeploy-guard's journal on ``node`` has ``line``."""
+    return ssh(lab, node, "journalctl -u hbdeploy-guard -o cat --no-pager").stdout.count(line)
+
+
+def test_the_guard_wakes_heartbeat_and_keeps_waking_it(cluster: Lab) -> None:
+    """heartbeat checks its peers for deadtime only when its main loop wakes (and 250 ms have
+    passed): the guard's waker sends its master SIGCHLD every 50 ms, and is started again
+    when it dies. (That it follows a restarted heartbeat: the kill -9 test.)"""
+    lab = cluster
+    whole_and_home(lab)
+    node = "haproxy2"
+    heartbeat = ssh(lab, node, "systemctl show -p MainPID --value heartbeat").stdout.strip()
+    poll(lambda: guard_said(lab, node, f"waking heartbeat (pid {heartbeat}) every "
+                                       f"{supervision.WAKE_MS} ms"), 10, interval=0.5)
+    waker = waker_of(lab, node)
+    assert waker
+    # The wakes reach heartbeat: its master's context switches over 2 s, then over 2 s
+    # with the waker stopped.
+    rates = ssh(lab, node, f"""
+        switches() {{
+          awk '/ctxt_switches/ {{ n += $2 }} END {{ print n }}' /proc/{heartbeat}/status
+        }}
+        a=$(switches); sleep 2; b=$(switches)
+        kill -STOP {waker}; sleep 2; c=$(switches); kill -CONT {waker}
+        echo $(((b - a) / 2)) $(((c - b) / 2))""").stdout.split()
+    woken, unwoken = map(int, rates)
+    print(f"heartbeat's master: {woken} context switches/s woken, {unwoken} without the waker")
+    assert woken - unwoken >= 1000 // supervision.WAKE_MS // 2, rates
+    said = guard_said(lab, node, f"waking heartbeat (pid {heartbeat})")
+    ssh(lab, node, f"kill -KILL {waker}")
+    poll(lambda: waker_of(lab, node) not in ("", waker), 10, interval=0.5)
+    assert guard_said(lab, node, f"the waker (pid {waker}) exited")
+    poll(lambda: guard_said(lab, node, f"waking heartbeat (pid {heartbeat})") > said, 5)
+
+
 def test_cut_of_the_holder_fails_over_and_heals_in_under_3s(cluster: Lab, loop: int) -> None:
     """Odd runs cut for deadtime + 3 s; even runs for deadtime + 0.5 s, a heal that lands
     just after heartbeat declared the peer dead (its split-brain restart, without the
@@ -71,8 +127,13 @@ def test_cut_of_the_holder_fails_over_and_heals_in_under_3s(cluster: Lab, loop: 
     whole_and_home(lab)
     cut_for = DEADTIME + (3 if loop % 2 else 0.5)
     cycle = cut_cycle(lab, FLOATING_IP, NODES, "haproxy1", cut_for, DEADTIME)
-    print(f"run {loop}, cut {cut_for}s: {cycle}")
-    assert cycle.failover is not None and cycle.failover <= DEADTIME + 2, cycle
+    verdict = verdict_after(lab, "haproxy2", "haproxy1", cycle.at)
+    print(f"run {loop}, cut {cut_for}s: {cycle}, haproxy2's verdict after {verdict:.2f} s")
+    # heartbeat declares the peer dead deadtime after the last heartbeat it heard (up to a
+    # keepalive before the cut), checking every 250 ms, woken every WAKE_MS by the guard:
+    # without the waker its verdict came up to 0.75 s after deadtime.
+    assert DEADTIME - KEEPALIVE - 0.1 <= verdict <= DEADTIME + VERDICT_LATE, verdict
+    assert cycle.failover is not None and cycle.failover <= DEADTIME + 1, cycle
     assert cycle.whole_after is not None, "heartbeat did not run again on every node"
     assert cycle.unanswered_repair <= 3, cycle
     assert cycle.holders_after == ["haproxy1"], cycle  # auto_failback on
@@ -100,8 +161,9 @@ def test_kill_9_of_heartbeat_is_undone(cluster: Lab, loop: int) -> None:
     cycle = kill_cycle(lab, FLOATING_IP, NODES, node, DEADTIME)
     print(f"run {loop}: {cycle}")
     assert cycle.whole_after is not None and cycle.whole_after <= 15, cycle
-    assert ssh(lab, node, "systemctl show -p MainPID --value heartbeat").stdout.strip() \
-        != before
+    after = ssh(lab, node, "systemctl show -p MainPID --value heartbeat").stdout.strip()
+    assert after != before
+    poll(lambda: guard_said(lab, node, f"waking heartbeat (pid {after})"), 5, interval=0.5)
     assert cycle.unanswered_repair <= 3 and cycle.holders_after == ["haproxy1"], cycle
 
 
