@@ -43,9 +43,19 @@ done
 for f in ha.cf haresources; do [ -f /etc/ha.d/$f ] && p "text_$f" "$(base64 -w0 < /etc/ha.d/$f)"; done
 [ -f /etc/ha.d/authkeys ] && p norm_authkeys "$( (__AUTHKEYS_DIGEST__) < /etc/ha.d/authkeys)"
 __KEYRING__
-p hb_active "$(systemctl is-active heartbeat 2>/dev/null)"
-p hb_enabled "$(systemctl is-enabled heartbeat 2>/dev/null)"
-p hb_pid "$(systemctl show -p MainPID --value heartbeat 2>/dev/null)"
+# heartbeat's unit, the guard's and the firewall's (where its unit file is): one call
+systemctl show -p Id -p ActiveState -p UnitFileState -p MainPID heartbeat.service \
+    __GUARD_UNIT__ __FW_UNIT__ 2>/dev/null | awk -F= -v fw="$([ -f __UNIT__ ] && echo yes)" '
+function out() {
+  if (id == "heartbeat.service") printf "hb_active\t%s\nhb_enabled\t%s\nhb_pid\t%s\n", a, e, pid
+  else if (id == "__GUARD_UNIT__") printf "guard_active\t%s\nguard_enabled\t%s\n", a, e
+  else if (id == "__FW_UNIT__" && fw == "yes") printf "fw_unit\t%s\n", e
+  id = a = e = pid = ""
+}
+$0 == "" { out(); next }
+$1 == "Id" { id = $2 } $1 == "ActiveState" { a = $2 } $1 == "UnitFileState" { e = $2 }
+$1 == "MainPID" { pid = $2 }
+END { out() }'
 ip -o -4 addr show 2>/dev/null | while read -r _ dev _ addr _; do p addr "$dev ${addr%/*}"; done
 ip -o link show 2>/dev/null | while read -r _ dev _; do dev=${dev%:}; p link "${dev%%@*}"; done
 if command -v ufw >/dev/null 2>&1 && ufw status 2>/dev/null | grep -q 'Status: active'; then p fw_active ufw; fi
@@ -55,7 +65,6 @@ fi
 command -v iptables >/dev/null 2>&1 && p fw_tool iptables
 command -v iptables-restore >/dev/null 2>&1 && p fw_tool iptables-restore
 command -v nft >/dev/null 2>&1 && p fw_tool nft
-[ -f __UNIT__ ] && p fw_unit "$(systemctl is-enabled hbdeploy-firewall 2>/dev/null)"
 if [ -f __SCRIPT__ ]; then
   p fw_script "$(sha256sum __SCRIPT__ | cut -d' ' -f1)"
   p fw_backend "$(sed -n 's/^__MARK__//p' __SCRIPT__)"
@@ -67,7 +76,9 @@ __SYSCTL__
 __STATUS__
 __FLOATING__
 true
-""".replace("__LOCK__", lock.PROBE).replace("__SYSCTL__", sysctl.PROBE).replace("__SUPERVISION__", supervision.PROBE).replace("__UNIT__", firewall.UNIT_PATH).replace("__SCRIPT__", firewall.SCRIPT_PATH)
+""".replace("__LOCK__", lock.PROBE).replace("__SYSCTL__", sysctl.PROBE).replace("__SUPERVISION__", supervision.PROBE).replace("__UNIT__", firewall.UNIT_PATH)
+    .replace("__GUARD_UNIT__", supervision.GUARD_UNIT_PATH.rsplit("/", 1)[1])
+    .replace("__FW_UNIT__", firewall.UNIT_PATH.rsplit("/", 1)[1]).replace("__SCRIPT__", firewall.SCRIPT_PATH)
     .replace("__MARK__", firewall.BACKEND_MARK)
     .replace("__AUTHKEYS_DIGEST__", equivalence.AUTHKEYS_DIGEST_SH)
     .replace("__KEYRING__", rekey.PROBE.strip()))

@@ -126,13 +126,12 @@ def render(cluster: Cluster, node_name: str, gateway: str,
                                           path=GUARD_UNIT_PATH)}
 
 
-# Reported by the facts probe: each file's checksum and the guard's state.
+# Reported by the facts probe: each file's checksum and the guard's state (whether its unit
+# is active and enabled: the probe's one call to systemd, facts.py).
 PROBE = "\n".join(
     [f'[ -f {path} ] && p "sha_{key}" "$(sha256sum {path} | cut -d" " -f1)"'
      for key, path in PATHS.items()]
-    + ['p guard_active "$(systemctl is-active hbdeploy-guard 2>/dev/null)"',
-       'p guard_enabled "$(systemctl is-enabled hbdeploy-guard 2>/dev/null)"',
-       f'[ -e {GUARD_STOPPED} ] && p guard_stopped yes',
+    + [f'[ -e {GUARD_STOPPED} ] && p guard_stopped yes',
        "p gateway \"$(ip -4 route show default 2>/dev/null | "
        "sed -n 's/.* via \\([0-9.]*\\).*/\\1/p' | head -n 1)\""])
 
