@@ -61,7 +61,8 @@ def warnings(cluster: Cluster) -> list[str]:
     if t.deadtime.ms > LONG_DEADTIME_MS:
         found.append(
             f"warning: deadtime {t.deadtime}: a failover leaves the floating IP unanswered that "
-            f"long (measured in the lab: deadtime + 0.1 to 1.1 s); the default is 5s")
+            f"long (measured in the lab after a cut: deadtime - 0.7 s to deadtime + 0.3 s); "
+            f"the default is 5s")
     return found
 
 

@@ -32,8 +32,10 @@ LEVELS = {HEALTHY: "healthy", DEGRADED: "degraded", CRITICAL: "critical"}
 # asked at once and, while they wait, another casual cl_status call is started 20 ms later,
 # then after 20, 40, 80, 160 and 320 ms more (heartbeat's own tool; a casual client's
 # sign-on sends nothing to the cluster; the pauses double so that a loaded node with 16
-# peers is not flooded). The last of those is left to finish on its own. The links are the
-# node's media interface, which is how heartbeat names them.
+# peers is not flooded). The last of those is left to finish on its own. (hbdeploy-guard's
+# waker also wakes heartbeat every 50 ms; these calls answer sooner, and on a node whose
+# guard is not running.) The links are the node's media interface, which is how heartbeat
+# names them.
 PROBE = r"""
 LC_ALL=C
 if cl_status hbstatus >/dev/null 2>&1; then echo "hb up"; up=yes; else echo "hb down"; up=no
