@@ -23,7 +23,7 @@ def load_cluster(explicit: str | os.PathLike[str] | None = None,
 # Measured in the lab, examples/lab.yml (keepalive 1, deadtime 5), probe every 50 ms:
 # unanswered after a healed 9 s cut of the holder (docs/operations.md, "Partitions").
 HEAL_UNGUARDED = "20-21 s"  # heartbeat alone, 3 runs
-HEAL_GUARDED = "0.4 s (median of 10, at most 0.6 s)"
+HEAL_GUARDED = "0.2 s (median of 10, at most 0.25 s)"
 # Cuts that healed just after deadtime while the guard could only act on heartbeat's
 # verdict: heartbeat's split-brain restart (3 runs by hand, docs/operations.md).
 HEAL_IN_WINDOW = "unanswered for up to 10.7 s, or held by both nodes"
