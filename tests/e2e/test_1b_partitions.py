@@ -101,18 +101,24 @@ def test_the_guard_wakes_heartbeat_and_keeps_waking_it(cluster: Lab) -> None:
                                        f"{supervision.WAKE_MS} ms"), 10, interval=0.5)
     waker = waker_of(lab, node)
     assert waker
-    # The wakes reach heartbeat: its master's context switches over 2 s, then over 2 s
-    # with the waker stopped.
-    rates = ssh(lab, node, f"""
+    quiet(lab)  # heartbeat logged nothing for 4 s: not busy with a (re)start or handover
+    # The wakes reach heartbeat: its master's context switches over 1 s, then over 1 s with
+    # the waker stopped, up to 15 times. A heartbeat busy with something else wakes anyway
+    # (34 switches a second once in CI) and a wake then adds none: one quiet pair suffices.
+    pairs = ssh(lab, node, f"""
         switches() {{
           awk '/ctxt_switches/ {{ n += $2 }} END {{ print n }}' /proc/{heartbeat}/status
         }}
-        a=$(switches); sleep 2; b=$(switches)
-        kill -STOP {waker}; sleep 2; c=$(switches); kill -CONT {waker}
-        echo $(((b - a) / 2)) $(((c - b) / 2))""").stdout.split()
-    woken, unwoken = map(int, rates)
-    print(f"heartbeat's master: {woken} context switches/s woken, {unwoken} without the waker")
-    assert woken - unwoken >= 1000 // supervision.WAKE_MS // 2, rates
+        for i in $(seq 1 15); do
+          a=$(switches); sleep 1; b=$(switches)
+          kill -STOP {waker}; sleep 1; c=$(switches); kill -CONT {waker}
+          echo $((b - a)) $((c - b))
+          [ $((b - a - c + b)) -ge {1000 // supervision.WAKE_MS // 2} ] && break
+        done""").stdout.splitlines()
+    rates = [tuple(map(int, pair.split())) for pair in pairs]
+    print(f"heartbeat's master, context switches/s (woken, without the waker): {rates}")
+    assert any(woken - unwoken >= 1000 // supervision.WAKE_MS // 2
+               for woken, unwoken in rates), rates
     said = guard_said(lab, node, f"waking heartbeat (pid {heartbeat})")
     ssh(lab, node, f"kill -KILL {waker}")
     poll(lambda: waker_of(lab, node) not in ("", waker), 20, interval=0.5)  # 10 s apart at most
