@@ -78,7 +78,8 @@ __FLOATING__
 true
 """.replace("__LOCK__", lock.PROBE).replace("__SYSCTL__", sysctl.PROBE).replace("__SUPERVISION__", supervision.PROBE).replace("__UNIT__", firewall.UNIT_PATH)
     .replace("__GUARD_UNIT__", supervision.GUARD_UNIT_PATH.rsplit("/", 1)[1])
-    .replace("__FW_UNIT__", firewall.UNIT_PATH.rsplit("/", 1)[1]).replace("__SCRIPT__", firewall.SCRIPT_PATH)
+    .replace("__FW_UNIT__", firewall.UNIT_PATH.rsplit("/", 1)[1])
+    .replace("__SCRIPT__", firewall.SCRIPT_PATH)
     .replace("__MARK__", firewall.BACKEND_MARK)
     .replace("__AUTHKEYS_DIGEST__", equivalence.AUTHKEYS_DIGEST_SH)
     .replace("__KEYRING__", rekey.PROBE.strip()))

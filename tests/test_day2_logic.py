@@ -440,7 +440,7 @@ def test_the_waker_signals_heartbeat_and_nothing_else(tmp_path) -> None:
     assert f"{layout.PIDFILE} {hb} {supervision.WAKE_MS} &" in guard
     program = _waker_program(guard)
     counter = subprocess.Popen(
-        [sys.executable, "-c", "import signal, sys, time\n"
+        [sys.executable, "-c", "import signal, sys\n"
          "n = 0\n"
          "def got(*_):\n    global n\n    n += 1\n"
          "signal.signal(signal.SIGCHLD, got)\n"

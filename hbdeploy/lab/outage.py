@@ -236,7 +236,7 @@ def kill_cycle(lab: Lab, ip: str, nodes: list[str], node: str, settle: float,
     """``kill -9`` heartbeat's main process on ``node``; time until every node is whole."""
     with HttpProbe(ip, overlap=True) as probe:
         time.sleep(0.3)
-        at = time.monotonic()
+        wall, at = time.time(), time.monotonic()
         result = _ssh(lab, node, "kill -9 $(systemctl show -p MainPID --value heartbeat)")
         if result.returncode != 0:
             raise LabError(f"{node}: kill -9 of heartbeat failed: {result.stderr.strip()}")
@@ -244,7 +244,7 @@ def kill_cycle(lab: Lab, ip: str, nodes: list[str], node: str, settle: float,
         time.sleep(settle)
         end = time.monotonic()
     return Cycle("kill -9", node, None, 0.0, probe.unanswered(at, end), whole,
-                 holders(ip, nodes))
+                 holders(ip, nodes), wall)
 
 
 def holders(ip: str, nodes: list[str]) -> list[str]:

@@ -113,7 +113,7 @@ def test_the_guard_wakes_heartbeat_and_keeps_waking_it(cluster: Lab) -> None:
           a=$(switches); sleep 1; b=$(switches)
           kill -STOP {waker}; sleep 1; c=$(switches); kill -CONT {waker}
           echo $((b - a)) $((c - b))
-          [ $((b - a - c + b)) -ge {1000 // supervision.WAKE_MS // 2} ] && break
+          [ $(((b - a) - (c - b))) -ge {1000 // supervision.WAKE_MS // 2} ] && break
         done""").stdout.splitlines()
     rates = [tuple(map(int, pair.split())) for pair in pairs]
     print(f"heartbeat's master, context switches/s (woken, without the waker): {rates}")
