@@ -21,6 +21,11 @@ class HandoverError(HbdeployError):
     """A move of resources did not complete in time."""
 
 
+class StartFault(HandoverError):
+    """The new holder's journal says the groups cannot start there: asking again cannot
+    help."""
+
+
 Fault = Callable[[], list[str]]  # journal lines that say the move cannot succeed
 FAULT_EVERY = 2.0  # seconds between two looks at the journals for a Fault
 
@@ -40,8 +45,8 @@ def wait_placement(cluster: Cluster, targets: list[Target],
             fault_next = time.monotonic() + FAULT_EVERY
             lines = fault()
             if lines:
-                raise HandoverError(f"{what}: the groups cannot start there: "
-                                    + "; ".join(lines))
+                raise StartFault(f"{what}: the groups cannot start there: "
+                                 + "; ".join(lines))
         if time.monotonic() > end:
             raise HandoverError(f"{what}: not within {deadline:.0f}s; holders now: "
                                 + ", ".join(f"{g}={'+'.join(h) or 'none'}"
@@ -88,7 +93,9 @@ def hand_over(cluster: Cluster, targets: list[Target], target: Target, groups: l
     first request moved nothing within 2 x deadtime + 5 s (heartbeat drops a request it
     gets no answer to: "No reply to standby request. Standby request cancelled"). Raises
     HandoverError past move_deadline, or as soon as ``fault`` finds lines (a peer whose
-    new files cannot start the groups gives them back, and asking again cannot help)."""
+    new files cannot start the groups gives them back, and asking again cannot help).
+    A group counts as moved once its new holder has finished starting it
+    (:func:`await_started`), not when its floating IP appears there."""
     node = target.node.name
     if not await_quiet(cluster, targets):
         note("heartbeat's journal was not quiet for "
@@ -103,16 +110,20 @@ def hand_over(cluster: Cluster, targets: list[Target], target: Target, groups: l
     start = time.monotonic()
     target.remote.run(HB_STANDBY, timeout=120)
     try:
-        wait_placement(cluster, targets, moved, first, what, fault)
+        placed = wait_placement(cluster, targets, moved, first, what, fault)
+        await_started(cluster, targets, placed, groups, moved, what, note, fault)
         return
+    except StartFault:
+        raise
     except HandoverError:
         status = snapshot(cluster, targets)
         held = status.groups
         if not all(held.get(g) == [node] for g in groups):
             # something moved (or failed to start): no second request, wait it out
-            wait_placement(cluster, targets, moved,
-                           max(1.0, move_deadline(cluster) - (time.monotonic() - start)), what,
-                           fault)
+            placed = wait_placement(
+                cluster, targets, moved,
+                max(1.0, move_deadline(cluster) - (time.monotonic() - start)), what, fault)
+            await_started(cluster, targets, placed, groups, moved, what, note, fault)
             return
     by_node = {t.node.name: t for t in targets}
     for wedge in wedges(cluster, status.nodes):
@@ -121,8 +132,42 @@ def hand_over(cluster: Cluster, targets: list[Target], target: Target, groups: l
     note(f"heartbeat did not act on the standby request in {first:.0f}s (the groups stayed "
          f"on {node}); asking again (hb_standby)")
     target.remote.run(HB_STANDBY, timeout=120)
-    wait_placement(cluster, targets, moved,
-                   max(first, move_deadline(cluster) - (time.monotonic() - start)), what, fault)
+    placed = wait_placement(cluster, targets, moved,
+                            max(first, move_deadline(cluster) - (time.monotonic() - start)),
+                            what, fault)
+    await_started(cluster, targets, placed, groups, moved, what, note, fault)
+
+
+def await_started(cluster: Cluster, targets: list[Target], status: ClusterStatus,
+                  groups: list[str], moved: Callable[[dict[str, list[str]]], bool], what: str,
+                  note: Callable[[str], None], fault: Fault | None = None) -> None:
+    """Once the groups' floating IPs are on their new holder (``status``): wait (at most
+    2 x deadtime + 5 s) until that holder reports its resources out of transition, then
+    ask ``fault`` once more. A group's IP comes up before the rest of the group has
+    started: a resource that then fails makes the holder give the whole group back, and a
+    handover judged by the IP alone was reported complete just before that (CI: the old
+    holder was then restarted, took the group back with the new files and failed there
+    too)."""
+    end = time.monotonic() + _window(cluster)
+    while True:
+        holders = {h for g in groups for h in status.groups.get(g, [])}
+        views = [v for v in status.nodes if v.node in holders]
+        started = all(v.heartbeat and v.resources not in ("", "transition", "unknown")
+                      for v in views)
+        if not moved(status.groups) or started or time.monotonic() > end:
+            break
+        time.sleep(0.3)
+        status = snapshot(cluster, targets)
+    lines = fault() if fault else []
+    if lines:
+        raise StartFault(f"{what}: the groups cannot start there: " + "; ".join(lines))
+    if not moved(status.groups):
+        raise HandoverError(f"{what}: the groups left their new holder again; holders now: "
+                            + ", ".join(f"{g}={'+'.join(h) or 'none'}"
+                                        for g, h in status.groups.items()))
+    if not started:
+        note(f"{', '.join(sorted(holders))} still reports its resources in transition "
+             f"after {_window(cluster):.0f}s; going on, its journal blames nothing")
 
 
 def two_nodes_only(cluster: Cluster, what: str) -> None:
