@@ -19,6 +19,7 @@ from .conftest import FAILING_RESOURCE, FLOATING_IP, LAB_CLUSTER, cli, poll, ssh
 NODES = ("haproxy1", "haproxy2")
 SECOND_IP = "10.213.0.101"
 FILES = "sha256sum /etc/ha.d/ha.cf /etc/ha.d/haresources /etc/ha.d/authkeys"
+BACKUPS = "/etc/ha.d/.hbdeploy"
 
 
 def status(lab: Lab, cluster: Path = LAB_CLUSTER, hosts: str | None = None):
@@ -329,14 +330,29 @@ def test_rollback_when_the_new_files_do_not_come_up(serving: Lab, tmp_path: Path
                                               "haproxy1: [IPaddr::10.213.0.100/24/eth0, "
                                               "hbdeploy-failing]"))
     before = {n: ssh(lab, n, FILES).stdout for n in NODES}
+    # Older backups whose mtimes are newer than the file in use (as after a rollback, whose
+    # restored file keeps its backup's mtime): the pruning goes by the stamp in the names
+    # and keeps the backup this run makes (by mtime it removed it, and the rollback below
+    # then removed haresources as a file that "was not there before").
+    for node in NODES:
+        ssh(lab, node, f"cd {BACKUPS} && rm -f haresources.* && for i in 1 2 3 4 5 6; do "
+                       "echo old > haresources.2000010${i}T000000; done && "
+                       "touch -d '+1 day' haresources.2000*")
     result = cli(lab, "deploy", cluster=broken)
     assert result.returncode != 0
     assert "Traceback" not in result.stderr
     assert "journal:" in result.stdout
     assert "previous files" in result.stderr
+    assert "there was none before" not in result.stdout, result.stdout
+    old = [f"haresources.2000010{i}T000000" for i in range(1, 7)]
+    kept = {n: ssh(lab, n, f"ls {BACKUPS} | grep '^haresources[.]'").stdout.split()
+            for n in NODES}
+    assert kept["haproxy1"] == old, kept  # its haresources was never replaced
+    assert kept["haproxy2"][:-1] == old[2:] and kept["haproxy2"][-1] not in old, kept
     # haproxy2, restarted first, could not start the group it was handed: said at once, from
     # its journal, not after the handover's timeouts.
-    assert "the groups cannot start there: haproxy2: " in result.stderr, result.stderr
+    assert "the groups cannot start there: haproxy2: " in result.stderr, (
+        result.stdout + result.stderr)
     assert {n: ssh(lab, n, FILES).stdout for n in NODES} == before
     settle(lab)
     assert status(lab)[0] == 0
