@@ -42,7 +42,7 @@ ENDED = ("Configuration validated. Starting heartbeat", "standby process complet
          "acquisition done", "completed standby", "Cancelling pending standby",
          "Standby request cancelled", "standby: acquire")
 PROBE = r"""journalctl -u heartbeat.service --since=-__HOUR__s -o short-unix 2>/dev/null | \
-awk -v now="$(date +%s)" -v me="$(uname -n)" '
+awk -v now="${now:-$(date +%s)}" -v me="${node:-$(uname -n)}" '
 /__ENDED__/ { since = 0 }
 /: info: [^ ]+ wants to go standby \[/ {
   w = $0; sub(/.*: info: /, "", w); sub(/ wants to go standby.*/, "", w)

@@ -29,13 +29,15 @@ LEVELS = {HEALTHY: "healthy", DEGRADED: "degraded", CRITICAL: "critical"}
 # main loop next wakes: up to half a second later, or a keepalive when that is shorter
 # (measured in the lab: 2-500 ms at keepalive 1 s). A new connection to its registration
 # socket wakes it and the clients already waiting get their answers, so every question is
-# asked at once and, while they wait, another casual cl_status call is started 20 ms later,
-# then after 20, 40, 80, 160 and 320 ms more (heartbeat's own tool; a casual client's
-# sign-on sends nothing to the cluster; the pauses double so that a loaded node with 16
-# peers is not flooded). The last of those is left to finish on its own. (hbdeploy-guard's
-# waker also wakes heartbeat every 50 ms; these calls answer sooner, and on a node whose
-# guard is not running.) The links are the node's media interface, which is how heartbeat
-# names them.
+# asked at once and, while they wait, another casual cl_status call is started 50 ms later,
+# then after 50, 100, 200 and 400 ms more (heartbeat's own tool; a casual client's sign-on
+# sends nothing to the cluster; the pauses double so that a loaded node with 16 peers is
+# not flooded). The last of those is left to finish on its own. hbdeploy-guard's waker
+# wakes heartbeat every 50 ms (the answers came after 3-52 ms, 16-27 ms mostly), so these
+# are for a node whose guard is not running; they started at 20 ms until 2026-12-03, which
+# cost a probe four more processes for nothing. The links are the node's media interface,
+# which is how heartbeat names them. The addresses are the facts probe's when it ran first
+# (``addrs``).
 PROBE = r"""
 LC_ALL=C
 if cl_status hbstatus >/dev/null 2>&1; then echo "hb up"; up=yes; else echo "hb down"; up=no
@@ -53,7 +55,7 @@ done
 if [ $up = yes ]; then
   ( echo "resources $(cl_status rscstatus 2>/dev/null || echo unknown)" ) & asked="$asked $!"
   ( __WEDGE__ ) &
-  ( for pause in 0.02 0.02 0.04 0.08 0.16 0.32; do sleep $pause
+  ( for pause in 0.05 0.05 0.1 0.2 0.4; do sleep $pause
       cl_status rscstatus </dev/null >/dev/null 2>&1 &
     done ) </dev/null >/dev/null 2>&1 &
   waker=$!
@@ -61,7 +63,10 @@ if [ $up = yes ]; then
   kill $waker 2>/dev/null
 fi
 wait
-ip -o -4 addr show | while read -r _ dev _ addr _; do echo "addr ${addr%/*}"; done
+[ -n "${addrs+set}" ] || addrs=$(ip -o -4 addr show)
+while read -r _ dev _ addr _; do [ -n "$addr" ] && echo "addr ${addr%/*}"; done <<EOF_ADDRS
+$addrs
+EOF_ADDRS
 """.replace("__GUARD_STOPPED__", GUARD_STOPPED).replace("__WEDGE__", WEDGE_PROBE)
 
 

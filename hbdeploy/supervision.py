@@ -126,14 +126,14 @@ def render(cluster: Cluster, node_name: str, gateway: str,
                                           path=GUARD_UNIT_PATH)}
 
 
-# Reported by the facts probe: each file's checksum and the guard's state (whether its unit
-# is active and enabled: the probe's one call to systemd, facts.py).
+# Reported by the facts probe (which sums every file it tracks in one sha256sum, PATHS
+# among them, and asks systemd about the guard's unit in its one systemctl call): whether
+# the guard holds heartbeat stopped, and the default route's gateway (no sed, no head).
 PROBE = "\n".join(
-    [f'[ -f {path} ] && p "sha_{key}" "$(sha256sum {path} | cut -d" " -f1)"'
-     for key, path in PATHS.items()]
-    + [f'[ -e {GUARD_STOPPED} ] && p guard_stopped yes',
-       "p gateway \"$(ip -4 route show default 2>/dev/null | "
-       "sed -n 's/.* via \\([0-9.]*\\).*/\\1/p' | head -n 1)\""])
+    [f'[ -e {GUARD_STOPPED} ] && p guard_stopped yes',
+     'set -- $(ip -4 route show default 2>/dev/null)',
+     'while [ $# -gt 1 ] && [ "$1" != via ]; do shift; done',
+     '[ "$1" = via ] && p gateway "$2"; set --'])
 
 REMOVE = (f"systemctl disable --now hbdeploy-guard.service >/dev/null 2>&1; "
           f"rm -f {GUARD_UNIT_PATH} {GUARD_PATH} {DROPIN_PATH} {GUARD_STOPPED}; "

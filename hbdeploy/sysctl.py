@@ -22,8 +22,7 @@ CONTENT = f"""# {HEADER}
 """
 
 # For the facts probe (inside its p() helper): the value in force, and hbdeploy's file.
-PROBE = (f'p nonlocal_bind "$(cat {PROC} 2>/dev/null)"\n'
-         f'[ -f {PATH} ] && p sha_sysctl "$(sha256sum {PATH} | cut -d" " -f1)"')
+PROBE = f'v=; read -r v 2>/dev/null <{PROC}; p nonlocal_bind "$v"'  # PATH: facts' sha256sum
 
 # After the file is in place: in force now, not only at the next boot.
 APPLY = f"sysctl -q -p {PATH} && [ \"$(cat {PROC})\" = 1 ]"

@@ -13,8 +13,8 @@ from hbdeploy.status import NodeView, parse_view
 
 def waited(journal: str, me: str, now: int) -> str:
     """What the probe's awk reports for ``journal`` (journalctl -o short-unix lines)."""
-    awk = PROBE.split("| \\\n", 1)[1].replace('"$(date +%s)"', str(now)).replace(
-        '"$(uname -n)"', me)
+    awk = PROBE.split("| \\\n", 1)[1].replace('"${now:-$(date +%s)}"', str(now)).replace(
+        '"${node:-$(uname -n)}"', me)
     return subprocess.run(["sh", "-c", awk], input=journal, capture_output=True, text=True,
                           check=True).stdout.strip()
 
