@@ -15,7 +15,7 @@ from dataclasses import dataclass, field, replace
 
 from fabric import Connection
 
-from . import apply, config, facts, firewall, lock, rekey, spares, supervision, sysctl
+from . import apply, config, facts, firewall, lock, rekey, render, spares, supervision, sysctl
 from .converge import config_fault, converge, right_at_first_sight
 from .errors import HbdeployError
 from .model import Cluster
@@ -70,12 +70,16 @@ class Recap:
         return "\n".join(rows)
 
 
-def _parallel(func, items, cancel: threading.Event | None = None):
-    """``func`` over ``items`` in threads. On an interrupt (Ctrl-C, SIGTERM) ``cancel`` is
-    set, so the workers stop at their next step, and their current step ends first."""
+def _parallel(func, items, cancel: threading.Event | None = None, meanwhile=None):
+    """``func`` over ``items`` in threads (and ``meanwhile()`` in this one while they
+    run). On an interrupt (Ctrl-C, SIGTERM) ``cancel`` is set, so the workers stop at
+    their next step, and their current step ends first."""
     pool = ThreadPoolExecutor(max_workers=max(1, min(16, len(items))))
     try:
-        return list(pool.map(func, items))
+        results = pool.map(func, items)
+        if meanwhile is not None:
+            meanwhile()
+        return list(results)
     except BaseException:
         if cancel is not None:
             cancel.set()
@@ -138,7 +142,8 @@ class Deployment:
         its floating IPs, facts.py), then every pre-flight problem at once, before any
         change."""
         outcomes = _parallel(_guard(lambda t: facts.gather(
-            t.remote, facts.probe(self.cluster, t.node.name, announce))), self.targets)
+            t.remote, facts.probe(self.cluster, t.node.name, announce))), self.targets,
+            meanwhile=render.warm)  # the templates compiled while the probes are out
         problems, plans, found = [], {}, {}
         for target, (host_facts, error) in zip(self.targets, outcomes, strict=True):
             if error:
