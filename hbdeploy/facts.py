@@ -22,7 +22,7 @@ from .render import FILES
 
 MANAGED_DIR = "/etc/ha.d"
 
-# POSIX sh; every section prints "key<TAB>value" lines. It only reads. About 45 processes
+# POSIX sh; every section prints "key<TAB>value" lines. It only reads. About 55 processes
 # (it was 88: one sha256sum and one stat for every file it tracks, `ip addr` read once,
 # builtins where a process did nothing more); each costs about 1 ms on a lab node.
 PROBE = (r"""
