@@ -8,7 +8,9 @@ the verdict's time after the last heartbeat heard plus deadtime: heartbeat's own
 
     .venv/bin/hbdeploy lab.up && .venv/bin/hbdeploy -S /var/lib/hbdeploy/lab/ssh_config \\
         -H haproxy1,haproxy2 deploy --cluster examples/lab.yml
-    .venv/bin/python bench/failover_breakdown.py
+    .venv/bin/python bench/failover_breakdown.py [RUNS [CLUSTER_FILE]]
+
+CLUSTER_FILE (examples/lab.yml by default) is the file deployed, for its deadtime.
 """
 
 from __future__ import annotations
@@ -26,7 +28,8 @@ from hbdeploy.lab.outage import HttpProbe, heartbeat_whole, wait_for
 
 IP = "10.213.0.100"
 RUNS = int(sys.argv[1]) if len(sys.argv) > 1 else 5
-DEADTIME = config.load_cluster("examples/lab.yml").timings.deadtime.ms / 1000
+CLUSTER = sys.argv[2] if len(sys.argv) > 2 else "examples/lab.yml"  # the one deployed
+DEADTIME = config.load_cluster(CLUSTER).timings.deadtime.ms / 1000
 SNIFF = Path(__file__).with_name("sniff.py")
 EVENTS = {  # what haproxy2's journal says, in the order it happens
     "verdict": r"is dead",
