@@ -8,11 +8,10 @@ import shlex
 import time
 
 from . import firewall, supervision, sysctl
-from .layout import BACKUP_DIR
+from .layout import BACKUP_DIR, prune_backups
 from .plan import HostPlan
 from .remote import Remote, RemoteError
 
-GENERATIONS = 5
 
 # Seconds to wait for another process's dpkg/apt lock ($HBDEPLOY_DPKG_WAIT to change it).
 DPKG_WAIT = int(os.environ.get("HBDEPLOY_DPKG_WAIT", "120") or 120)
@@ -147,14 +146,8 @@ def commit(remote: Remote, names: list[str], stamp: str) -> None:
     staged = [Remote.staged_path(f"/etc/ha.d/{name}") for name in names]
     for name in names:
         src, backup = f"/etc/ha.d/{name}", f"{BACKUP_DIR}/{name}.{stamp}"
-        # The oldest go by the stamp in their names, never by mtime: `cp -p` gives a backup
-        # its file's mtime, and a file a rollback restored has an old one, so the backup
-        # just made sorted last and was pruned at once (a later rollback of that run then
-        # found "no previous file" and removed haresources: seen in a loop of rollbacks).
         lines.append(f"if [ -f {src} ]; then cp -p {src} {backup}.part && mv -f {backup}.part "
-                     f"{backup}; ls -1 {BACKUP_DIR}/{name}.* | grep -v -x -e '.*[.]part' "
-                     f"-e {backup} | LC_ALL=C sort -r | tail -n +{GENERATIONS} | "
-                     f"xargs -r rm -f; fi")
+                     f"{backup}; {prune_backups(name, backup)}; fi")
     lines.append(f"chown root:root {' '.join(staged)} && sync {' '.join(staged)}")
     lines += [f"mv -f {tmp} /etc/ha.d/{name}" for tmp, name in zip(staged, names, strict=True)]
     script = " && ".join(lines)

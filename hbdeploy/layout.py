@@ -12,6 +12,18 @@ HB_ADDNODE = "/usr/share/heartbeat/hb_addnode"
 HB_DELNODE = "/usr/share/heartbeat/hb_delnode"
 CL_STATUS = "/usr/bin/cl_status"
 BACKUP_DIR = "/etc/ha.d/.hbdeploy"  # hbdeploy's backups of the files it replaced
+BACKUP_GENERATIONS = 5  # backups kept of each file
+
+
+def prune_backups(name: str, keep: str) -> str:
+    """Shell: remove the oldest backups of ``name`` beyond BACKUP_GENERATIONS, never
+    ``keep`` (the one just made). The oldest go by the stamp in their names, never by
+    mtime: `cp -p` gives a backup its file's mtime, and a file a rollback restored has an
+    old one, so by mtime the backup just made sorted last and was pruned at once (a later
+    rollback of that run then found "no previous file" and removed haresources: seen in a
+    loop of rollbacks)."""
+    return (f"ls -1 {BACKUP_DIR}/{name}.* | grep -v -x -e '.*[.]part' -e {keep} | "
+            f"LC_ALL=C sort -r | tail -n +{BACKUP_GENERATIONS} | xargs -r rm -f")
 # The daemon, its API client, the resource manager and the hand-over tools: what a node
 # needs of heartbeat, hbdeploy's own use of it included (``install: false`` checks them).
 TOOLS = (HEARTBEAT, CL_STATUS, RESOURCE_MANAGER, HB_STANDBY, HB_TAKEOVER, HB_ADDNODE,

@@ -31,7 +31,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 from .errors import HbdeployError
-from .layout import BACKUP_DIR
+from .layout import BACKUP_DIR, prune_backups
 from .model import Cluster
 from .remote import Remote, RemoteError
 
@@ -147,7 +147,7 @@ set -e
 f=/etc/ha.d/authkeys; t=__STAGED__; in=__INPUT__; b=__BACKUP_DIR__/authkeys.__STAMP__
 trap 'rm -f "$t" "$in"' EXIT
 mkdir -p __BACKUP_DIR__ && chmod 700 __BACKUP_DIR__
-[ -f "$b" ] || { cp -p "$f" "$b.part" && mv -f "$b.part" "$b"; }
+[ -f "$b" ] || { cp -p "$f" "$b.part" && mv -f "$b.part" "$b"; __PRUNE__; }
 umask 077
 __EDIT__ > "$t"
 # heartbeat re-reads authkeys only when its mtime (whole seconds) differs from the one it
@@ -208,6 +208,7 @@ def pass_script(name: str, index: int, stamp: str, keepalive_ms: int = 1000) -> 
             .replace("__SETTLE__", f"{keepalive_ms / 1000 + 0.5:.2f}")
             .replace("__STAGED__", shlex.quote(Remote.staged_path(AUTHKEYS)))
             .replace("__INPUT__", shlex.quote(Remote.staged_path(INPUT)))
+            .replace("__PRUNE__", prune_backups("authkeys", f"{BACKUP_DIR}/authkeys.{stamp}"))
             .replace("__BACKUP_DIR__", BACKUP_DIR).replace("__STAMP__", stamp)
             .replace("__INDEX__", str(index)).replace("__LINE__", REREAD_LINE)
             .replace("__CHILD__", CHILD_LINE)
