@@ -12,7 +12,6 @@ from .layout import BACKUP_DIR, prune_backups
 from .plan import HostPlan
 from .remote import Remote, RemoteError
 
-
 # Seconds to wait for another process's dpkg/apt lock ($HBDEPLOY_DPKG_WAIT to change it).
 DPKG_WAIT = int(os.environ.get("HBDEPLOY_DPKG_WAIT", "120") or 120)
 APT_PACKAGES = "heartbeat net-tools"
