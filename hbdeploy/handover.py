@@ -30,6 +30,15 @@ Fault = Callable[[], list[str]]  # journal lines that say the move cannot succee
 FAULT_EVERY = 2.0  # seconds between two looks at the journals for a Fault
 
 
+def _start_fault(what: str, lines: list[str]) -> StartFault:
+    return StartFault(f"{what}: the groups cannot start there: " + "; ".join(lines))
+
+
+def _holders(groups: dict[str, list[str]]) -> str:
+    """"g1=n1, g2=none": who holds each group, for messages."""
+    return ", ".join(f"{g}={'+'.join(h) or 'none'}" for g, h in groups.items())
+
+
 def wait_placement(cluster: Cluster, targets: list[Target],
                    wanted: Callable[[dict[str, list[str]]], bool], deadline: float,
                    what: str, fault: Fault | None = None) -> ClusterStatus:
@@ -45,12 +54,10 @@ def wait_placement(cluster: Cluster, targets: list[Target],
             fault_next = time.monotonic() + FAULT_EVERY
             lines = fault()
             if lines:
-                raise StartFault(f"{what}: the groups cannot start there: "
-                                 + "; ".join(lines))
+                raise _start_fault(what, lines)
         if time.monotonic() > end:
             raise HandoverError(f"{what}: not within {deadline:.0f}s; holders now: "
-                                + ", ".join(f"{g}={'+'.join(h) or 'none'}"
-                                            for g, h in status.groups.items()))
+                                + _holders(status.groups))
         time.sleep(0.3)
 
 
@@ -160,11 +167,10 @@ def await_started(cluster: Cluster, targets: list[Target], status: ClusterStatus
         status = snapshot(cluster, targets)
     lines = fault() if fault else []
     if lines:
-        raise StartFault(f"{what}: the groups cannot start there: " + "; ".join(lines))
+        raise _start_fault(what, lines)
     if not moved(status.groups):
         raise HandoverError(f"{what}: the groups left their new holder again; holders now: "
-                            + ", ".join(f"{g}={'+'.join(h) or 'none'}"
-                                        for g, h in status.groups.items()))
+                            + _holders(status.groups))
     if not started:
         note(f"{', '.join(sorted(holders))} still reports its resources in transition "
              f"after {_window(cluster):.0f}s; going on, its journal blames nothing")

@@ -42,9 +42,6 @@ def _template_source(name: str) -> str:
     return resources.files("hbdeploy.templates").joinpath(name).read_text(encoding="utf-8")
 
 
-TEMPLATES = ("ha.cf.j2", "haresources.j2", "authkeys.j2", "hbdeploy-guard.j2")
-
-
 @functools.cache
 def _env() -> jinja2.Environment:
     import jinja2  # here, not at import time: see warm()
@@ -67,8 +64,9 @@ def template(name: str) -> jinja2.Template:
 def warm() -> None:
     """Import Jinja2 and compile every template now: a deploy does it while its facts
     probes are out (about 75 ms on a lab machine, hidden behind the network)."""
-    for name in TEMPLATES:
-        template(name)
+    for entry in resources.files("hbdeploy.templates").iterdir():
+        if entry.name.endswith(".j2"):
+            template(entry.name)
 
 
 def render_node(cluster: Cluster, node_name: str,
