@@ -141,9 +141,26 @@ class Deployment:
         """Facts of every host (with its heartbeat view; ``announce``: each holder announces
         its floating IPs, facts.py), then every pre-flight problem at once, before any
         change."""
-        outcomes = _parallel(_guard(lambda t: facts.gather(
-            t.remote, facts.probe(self.cluster, t.node.name, announce))), self.targets,
-            meanwhile=render.warm)  # the templates compiled while the probes are out
+        connected = threading.Semaphore(0)
+
+        def probe(target: Target) -> facts.HostFacts:
+            try:
+                target.remote.open()
+            finally:
+                connected.release()
+            return facts.gather(target.remote,
+                                facts.probe(self.cluster, target.node.name, announce))
+
+        def warm() -> None:
+            # The templates are compiled (Jinja2 imported, about 35 ms of CPU) once every
+            # connection is up, while the probes run on the hosts: compiled meanwhile from the
+            # start, they held up the SSH handshakes (the GIL, and the lab's 2 cores), 40 ms
+            # more than compiling them afterwards (docs/performance.md).
+            for _ in self.targets:
+                connected.acquire()
+            render.warm()
+
+        outcomes = _parallel(_guard(probe), self.targets, meanwhile=warm)
         problems, plans, found = [], {}, {}
         for target, (host_facts, error) in zip(self.targets, outcomes, strict=True):
             if error:

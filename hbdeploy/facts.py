@@ -25,9 +25,10 @@ MANAGED_DIR = "/etc/ha.d"
 # POSIX sh; every section prints "key<TAB>value" lines. It only reads. About 55 processes
 # (it was 88: one sha256sum and one stat for every file it tracks, `ip addr` read once,
 # builtins where a process did nothing more); each costs about 1 ms on a lab node.
-PROBE = (r"""
-LC_ALL=C; export LC_ALL
+HEAD = r"""LC_ALL=C; export LC_ALL
 p() { printf '%s\t%s\n' "$1" "$2"; }
+"""
+PROBE = (r"""
 node=; read -r node 2>/dev/null </proc/sys/kernel/hostname || node=$(uname -n)
 p uname "$node"
 if [ -r /etc/os-release ]; then . /etc/os-release; p os_id "$ID"; p os_like "$ID_LIKE"; p os_version "$VERSION_ID"; fi
@@ -63,7 +64,7 @@ $0 == "" { out(); next }
 $1 == "Id" { id = $2 } $1 == "ActiveState" { a = $2 } $1 == "UnitFileState" { e = $2 }
 $1 == "MainPID" { pid = $2 }
 END { out() }'
-# The node's IPv4 addresses, read once: here, in the status part and for the floating IPs.
+# The node's IPv4 addresses (the view and the floating IPs read them on their own, beside).
 addrs=$(ip -o -4 addr show 2>/dev/null)
 while read -r _ dev _ addr _; do [ -n "$addr" ] && p addr "$dev ${addr%/*}"; done <<EOF_ADDRS
 $addrs
@@ -83,9 +84,6 @@ fi
 __LOCK__
 __SUPERVISION__
 __SYSCTL__
-__STATUS__
-__FLOATING__
-true
 """.replace("__LOCK__", lock.PROBE).replace("__SYSCTL__", sysctl.PROBE).replace("__SUPERVISION__", supervision.PROBE).replace("__UNIT__", firewall.UNIT_PATH)
     .replace("__GUARD_UNIT__", supervision.GUARD_UNIT_PATH.rsplit("/", 1)[1])
     .replace("__FW_UNIT__", firewall.UNIT_PATH.rsplit("/", 1)[1])
@@ -132,8 +130,7 @@ def probe(cluster: Cluster | None = None, node: str = "", announce: bool = False
     the node's heartbeat view and pings the floating IPs the host does not hold; with
     ``announce`` the host announces those it holds."""
     if cluster is None:
-        return PROBE.replace("__TOOLS__", TOOLS).replace("__STATUS__", "").replace(
-            "__FLOATING__", "")
+        return HEAD + PROBE.replace("__TOOLS__", TOOLS) + "true\n"
     tools = " ".join((TOOLS, *layout.resource_paths(cluster.resource_scripts())))
     ips = " ".join(shlex.quote(ip) for ip in cluster.floating_ips())
     # Detached, at the start of the run: it repeats for 2 s, past the 1 s during which
@@ -145,8 +142,12 @@ def probe(cluster: Cluster | None = None, node: str = "", announce: bool = False
     floating = (FLOATING.replace("__IPS__", ips).replace("__ANNOUNCE__", "yes" if announce
                                                          else "no")
                 .replace("__ANNOUNCE_SCRIPT__", arp.replace("'", "'\\''")))
-    return (PROBE.replace("__TOOLS__", tools).replace("__STATUS__", status_part)
-            .replace("__FLOATING__", floating))
+    # The heartbeat view and the floating IPs run beside the facts, not after them: their
+    # cl_status questions mostly wait for heartbeat's answers (status.py), the facts are
+    # work for the CPU. The view's lines go through a pipe and follow the facts' (cat),
+    # so no line of one is cut by a line of the other.
+    return (HEAD + "{\naddrs=$(ip -o -4 addr show 2>/dev/null)\n" + status_part + "\n"
+            + floating + "} | {\n" + PROBE.replace("__TOOLS__", tools) + "cat\n}\n")
 
 
 @dataclass

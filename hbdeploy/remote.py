@@ -84,6 +84,14 @@ class Remote:
             transport.sock.setsockopt(socket.IPPROTO_TCP, TCP_USER_TIMEOUT, DEAD_PEER * 1000)
         transport._hbdeploy_hardened = True  # type: ignore[attr-defined]
 
+    def open(self) -> None:
+        """Connect now (``run`` connects by itself); RemoteError when the host cannot be
+        reached or refuses the connection."""
+        try:
+            self._notice_a_dead_peer()
+        except (OSError, paramiko.SSHException, EOFError) as exc:
+            raise RemoteError(f"{self.label}: {describe_ssh_error(exc)}") from None
+
     def run(self, command: str, *, check: bool = True, stdin: str | None = None,
             timeout: float | None = 300) -> tuple[int, str, str]:
         """Run ``command`` as root; (exit code, stdout, stderr). RemoteError when it fails."""
