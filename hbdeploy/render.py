@@ -63,7 +63,8 @@ def template(name: str) -> jinja2.Template:
 
 def warm() -> None:
     """Import Jinja2 and compile every template now: a deploy does it while its facts
-    probes are out (about 75 ms on a lab machine, hidden behind the network)."""
+    probes run on the hosts (Jinja2's import about 25 ms, the compile 10 ms on a lab
+    machine), hidden behind the network."""
     for entry in resources.files("hbdeploy.templates").iterdir():
         if entry.name.endswith(".j2"):
             template(entry.name)
