@@ -8,7 +8,7 @@ import shlex
 import time
 
 from . import firewall, supervision, sysctl
-from .layout import BACKUP_DIR, prune_backups
+from .layout import BACKUP_DIR, RESOURCE_MANAGER, prune_backups
 from .plan import HostPlan
 from .remote import Remote, RemoteError
 
@@ -271,6 +271,36 @@ def stop(remote: Remote) -> None:
 def restart(remote: Remote) -> None:
     """(Re)start heartbeat; a graceful stop hands this node's resources to a peer."""
     remote.run("systemctl restart heartbeat.service", timeout=600)
+
+
+# heartbeat's ResourceManager, when a resource of a group fails to start, gives the group up
+# and runs `(sleep 30; hb_standby ...) &`: a standby request 30 s later. The unit's
+# KillMode=process leaves that subshell running across restarts, so after a rollback it
+# asked a cluster already back on its previous files for a pointless standby (a loop of
+# the rollback test: the exchange it started wedged the next handover). The subshell (its
+# cmdline ResourceManager's, its child that sleep) is ended first, then the sleep.
+CANCEL_STANDBY = r"""
+n=0
+for d in /proc/[0-9]*; do
+  c=; read -r c 2>/dev/null <"$d/comm" || continue
+  [ "$c" = sleep ] || continue
+  pp=$(awk '/^PPid:/ { print $2 }' "$d/status" 2>/dev/null)
+  [ -n "$pp" ] && [ -r "/proc/$pp/cmdline" ] || continue
+  case "$(tr '\0' ' ' <"/proc/$pp/cmdline" 2>/dev/null)" in
+    *"__RM__ takegroup"*) kill -TERM "$pp" 2>/dev/null && kill -TERM "${d#/proc/}" 2>/dev/null
+                          n=$((n + 1)) ;;
+  esac
+done
+echo "$n"
+""".replace("__RM__", RESOURCE_MANAGER)
+
+
+def cancel_pending_standby(remote: Remote) -> int:
+    """End the standby requests heartbeat's ResourceManager scheduled after a failed start
+    (CANCEL_STANDBY); how many there were."""
+    _, out, _ = remote.run(CANCEL_STANDBY, check=False, timeout=30)
+    last = out.strip().splitlines()[-1:] or ["0"]
+    return int(last[0]) if last[0].isdigit() else 0
 
 
 # Logged by heartbeat each time it starts reading its files: after the re-exec a changed

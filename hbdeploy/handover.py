@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shlex
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -67,6 +68,11 @@ def move_deadline(cluster: Cluster) -> float:
 
 QUIET_FOR = 3  # seconds without a line from heartbeat or ipfail in the journal
 
+# What heartbeat's master logs on the node taking a standby's groups once its takegroup has
+# ended, whatever became of the resources ("Standby resource acquisition done [all]."): a
+# resource that fails logs its failure before that (converge.FAULTS).
+ACQUIRED = "Standby resource acquisition done"
+
 
 def _window(cluster: Cluster) -> float:
     """2 x deadtime + 5 s: how long heartbeat gets to quieten down, or to act on a standby
@@ -118,7 +124,7 @@ def hand_over(cluster: Cluster, targets: list[Target], target: Target, groups: l
     target.remote.run(HB_STANDBY, timeout=120)
     try:
         placed = wait_placement(cluster, targets, moved, first, what, fault)
-        await_started(cluster, targets, placed, groups, moved, what, note, fault)
+        await_started(cluster, targets, placed, groups, moved, what, note, fault, start)
         return
     except StartFault:
         raise
@@ -130,7 +136,7 @@ def hand_over(cluster: Cluster, targets: list[Target], target: Target, groups: l
             placed = wait_placement(
                 cluster, targets, moved,
                 max(1.0, move_deadline(cluster) - (time.monotonic() - start)), what, fault)
-            await_started(cluster, targets, placed, groups, moved, what, note, fault)
+            await_started(cluster, targets, placed, groups, moved, what, note, fault, start)
             return
     by_node = {t.node.name: t for t in targets}
     for wedge in wedges(cluster, status.nodes):
@@ -142,26 +148,46 @@ def hand_over(cluster: Cluster, targets: list[Target], target: Target, groups: l
     placed = wait_placement(cluster, targets, moved,
                             max(first, move_deadline(cluster) - (time.monotonic() - start)),
                             what, fault)
-    await_started(cluster, targets, placed, groups, moved, what, note, fault)
+    await_started(cluster, targets, placed, groups, moved, what, note, fault, start)
+
+
+def acquired(holders: list[Target], seconds: float) -> bool:
+    """Has each of ``holders`` logged the end of a standby acquisition (ACQUIRED) within
+    the last ``seconds`` (and one more)?"""
+    command = (f"journalctl -u heartbeat.service --since=-{int(seconds) + 1}s -o cat "
+               f"2>/dev/null | grep -q {shlex.quote(ACQUIRED)}")
+    return all(t.remote.run(command, check=False, timeout=30)[0] == 0 for t in holders)
 
 
 def await_started(cluster: Cluster, targets: list[Target], status: ClusterStatus,
                   groups: list[str], moved: Callable[[dict[str, list[str]]], bool], what: str,
-                  note: Callable[[str], None], fault: Fault | None = None) -> None:
+                  note: Callable[[str], None], fault: Fault | None = None,
+                  asked: float | None = None) -> None:
     """Once the groups' floating IPs are on their new holder (``status``): wait (at most
-    2 x deadtime + 5 s) until that holder reports its resources out of transition, then
-    ask ``fault`` once more. A group's IP comes up before the rest of the group has
-    started: a resource that then fails makes the holder give the whole group back, and a
-    handover judged by the IP alone was reported complete just before that (CI: the old
-    holder was then restarted, took the group back with the new files and failed there
-    too)."""
+    2 x deadtime + 5 s) until that holder reports its resources out of transition and,
+    when the standby was asked at ``asked`` (time.monotonic()), has logged the end of its
+    acquisition (ACQUIRED); then ask ``fault`` once more. A group's IP comes up before the
+    rest of the group has started: a resource that then fails makes the holder give the
+    whole group back, and a handover judged by the IP alone was reported complete just
+    before that (CI: the old holder was then restarted, took the group back with the new
+    files and failed there too). heartbeat's rscstatus can say the resources are out of
+    transition before the group's last resource has been started: a handover judged by it
+    was reported complete before the failure too (a fresh-clone run of 2026-12-04, once the
+    status probe's answers came sooner)."""
     end = time.monotonic() + _window(cluster)
+    by_node = {t.node.name: t for t in targets}
+    done = False
     while True:
         holders = {h for g in groups for h in status.groups.get(g, [])}
         views = [v for v in status.nodes if v.node in holders]
         started = all(v.heartbeat and v.resources not in ("", "transition", "unknown")
                       for v in views)
-        if not moved(status.groups) or started or time.monotonic() > end:
+        if not moved(status.groups) or time.monotonic() > end:
+            break
+        if started and (asked is None or acquired(
+                [by_node[h] for h in sorted(holders) if h in by_node],
+                time.monotonic() - asked)):
+            done = True
             break
         time.sleep(0.3)
         status = snapshot(cluster, targets)
@@ -171,9 +197,10 @@ def await_started(cluster: Cluster, targets: list[Target], status: ClusterStatus
     if not moved(status.groups):
         raise HandoverError(f"{what}: the groups left their new holder again; holders now: "
                             + _holders(status.groups))
-    if not started:
-        note(f"{', '.join(sorted(holders))} still reports its resources in transition "
-             f"after {_window(cluster):.0f}s; going on, its journal blames nothing")
+    if not done:
+        note(f"{', '.join(sorted(holders))} still reports its resources in transition, or "
+             f"has not logged the end of its acquisition, after {_window(cluster):.0f}s; "
+             "going on, its journal blames nothing")
 
 
 def two_nodes_only(cluster: Cluster, what: str) -> None:

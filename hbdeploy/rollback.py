@@ -33,6 +33,9 @@ def roll_back(run: Deployment) -> None:
         run.say(target, f"restored the previous {', '.join(restored)}"
                  + {"reload": "; reloading", "restart": "; restarting"}.get(how or "", ""))
         try:
+            if how and apply.cancel_pending_standby(target.remote):
+                run.say(target, "cancelled the standby request heartbeat had scheduled 30 s "
+                                "after the new files' failed start (ResourceManager's)")
             if how == "reload":
                 freed = apply.reload(target.remote, reexec="ha.cf" in restored)
                 if freed:

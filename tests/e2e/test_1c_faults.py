@@ -50,6 +50,10 @@ def cluster(lab: Lab) -> Lab:
     return lab
 
 
+def _default_sigint() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 class Running:
     """hbdeploy running in the background, its output read line by line as it comes."""
 
@@ -60,9 +64,13 @@ class Running:
                 "-H", ",".join(NODES), *args]
         if args[0] == "deploy":
             argv += ["--cluster", str(cluster)]
+        # As from an operator's terminal: SIGINT is Ctrl-C's, whatever this suite inherited
+        # (a shell's background job, nohup, some CI runners start with SIGINT ignored, which
+        # Python then keeps ignoring: the interrupt tests would see no Ctrl-C at all).
         self.proc = subprocess.Popen(argv, cwd=ROOT, stdout=subprocess.PIPE,
                                      stderr=subprocess.PIPE, text=True,
-                                     env={**os.environ, "PYTHONUNBUFFERED": "1"})
+                                     env={**os.environ, "PYTHONUNBUFFERED": "1"},
+                                     preexec_fn=_default_sigint)
         self.lines: list[str] = []
         self.err = ""
         self._reader = threading.Thread(target=self._read, daemon=True)

@@ -353,6 +353,10 @@ def test_rollback_when_the_new_files_do_not_come_up(serving: Lab, tmp_path: Path
     # its journal, not after the handover's timeouts.
     assert "the groups cannot start there: haproxy2: " in result.stderr, (
         result.stdout + result.stderr)
+    # ResourceManager's standby request for 30 s after the failed start is cancelled with
+    # the rollback (it asked the restored cluster for a standby that wedged a later one).
+    assert "[haproxy2] cancelled the standby request" in result.stdout, result.stdout
+    assert ssh(lab, "haproxy2", "pgrep -f '[R]esourceManager takegroup' || true").stdout == ""
     assert {n: ssh(lab, n, FILES).stdout for n in NODES} == before
     settle(lab)
     assert status(lab)[0] == 0
