@@ -170,10 +170,9 @@ def await_started(cluster: Cluster, targets: list[Target], status: ClusterStatus
     rest of the group has started: a resource that then fails makes the holder give the
     whole group back, and a handover judged by the IP alone was reported complete just
     before that (CI: the old holder was then restarted, took the group back with the new
-    files and failed there too). heartbeat's rscstatus can say the resources are out of
-    transition before the group's last resource has been started: a handover judged by it
-    was reported complete before the failure too (a fresh-clone run of 2026-12-04, once the
-    status probe's answers came sooner)."""
+    files and failed there too). Neither the IP nor rscstatus says that the group's later
+    resources have been started; heartbeat logs ACQUIRED only once the whole takegroup has
+    ended, after any failure's lines."""
     end = time.monotonic() + _window(cluster)
     by_node = {t.node.name: t for t in targets}
     done = False

@@ -38,7 +38,7 @@ LEVELS = {HEALTHY: "healthy", DEGRADED: "degraded", CRITICAL: "critical"}
 # 3-52 ms with the guard's waker alone (16-27 ms mostly), and a whole probe took 38-80 ms
 # on a lab node, 38-54 ms with this (2026-12-04, 30 runs each). The waker is stopped once
 # every answer is in. The links are the node's media interface, which is how heartbeat names
-# them.
+# them. The addresses are the caller's (``addrs``) when it has read them already.
 # The addresses are the facts probe's when it ran first (``addrs``).
 PROBE = r"""
 LC_ALL=C
