@@ -11,6 +11,7 @@ from .remote import RemoteError
 
 if TYPE_CHECKING:
     from .deploy import Deployment
+    from .targets import Target
 
 
 def roll_back(run: Deployment) -> None:
@@ -23,6 +24,8 @@ def roll_back(run: Deployment) -> None:
             continue
         restored, removed = apply.restore(target.remote, run.pushed[name], run.stamp)
         how = run.applied.get(name)
+        if how:
+            _cancel_pending_standby(run, target)
         if removed:  # a node that had no configuration before this run: nothing to run
             run.say(target, f"removed the new {', '.join(removed)} (there was none before)"
                     + (f", restored the previous {', '.join(restored)}" if restored else "")
@@ -33,9 +36,6 @@ def roll_back(run: Deployment) -> None:
         run.say(target, f"restored the previous {', '.join(restored)}"
                  + {"reload": "; reloading", "restart": "; restarting"}.get(how or "", ""))
         try:
-            if how and apply.cancel_pending_standby(target.remote):
-                run.say(target, "cancelled the standby request heartbeat had scheduled 30 s "
-                                "after the new files' failed start (ResourceManager's)")
             if how == "reload":
                 freed = apply.reload(target.remote, reexec="ha.cf" in restored)
                 if freed:
@@ -48,3 +48,16 @@ def roll_back(run: Deployment) -> None:
     with ThreadPoolExecutor(max_workers=max(1, len(stopping))) as pool:
         list(pool.map(lambda t: t.remote.run("systemctl stop heartbeat.service", check=False,
                                              timeout=120), stopping))
+
+
+def _cancel_pending_standby(run: Deployment, target: Target) -> None:
+    """ResourceManager's standby request 30 s after a failed start outlives heartbeat's
+    stop and restart (apply.CANCEL_STANDBY): ended on every node rolled back, the ones
+    stopped too (a later start of heartbeat there met it: a fresh-clone run of 2026-12-04,
+    a standby exchange nobody asked for, wedged)."""
+    try:
+        if apply.cancel_pending_standby(target.remote):
+            run.say(target, "cancelled the standby request heartbeat had scheduled 30 s after "
+                            "the new files' failed start (ResourceManager's)")
+    except RemoteError as exc:
+        run.say(target, f"could not look for heartbeat's scheduled standby request: {exc}")
