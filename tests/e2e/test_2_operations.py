@@ -347,9 +347,9 @@ def test_rollback_when_the_new_files_do_not_come_up(serving: Lab, tmp_path: Path
     old = [f"haresources.2000010{i}T000000" for i in range(1, 7)]
     kept = {n: ssh(lab, n, f"ls {BACKUPS} | grep '^haresources[.]'").stdout.split()
             for n in NODES}
-    said = result.stdout + result.stderr
-    assert kept["haproxy1"] == old, (kept, said)  # its haresources was never replaced
-    assert kept["haproxy2"][:-1] == old[2:] and kept["haproxy2"][-1] not in old, (kept, said)
+    said = f"backups: {kept}\ndeploy said:\n{result.stdout}{result.stderr}"  # a str: not cut
+    assert kept["haproxy1"] == old, said  # its haresources was never replaced
+    assert kept["haproxy2"][:-1] == old[2:] and kept["haproxy2"][-1] not in old, said
     # haproxy2, restarted first, could not start the group it was handed: said at once, from
     # its journal, not after the handover's timeouts.
     assert "the groups cannot start there: haproxy2: " in result.stderr, (
