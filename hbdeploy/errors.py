@@ -5,13 +5,13 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-_PLAIN_KEY = re.compile(r"^[A-Za-z0-9_.@:/-]+$")
+_PLAIN_KEY = re.compile(r"[A-Za-z0-9_.@:/-]+")
 
 
 def key_text(key: object) -> str:
     """A key as it appears in a key path: plain when safe, quoted when odd (spaces, newlines)."""
     text = str(key)
-    return text if isinstance(key, str | int) and _PLAIN_KEY.match(text) else repr(key)
+    return text if isinstance(key, str | int) and _PLAIN_KEY.fullmatch(text) else repr(key)
 
 
 def key_path(*parts: object) -> str:

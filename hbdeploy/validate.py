@@ -31,11 +31,11 @@ KNOWN_KEYS = (
 )
 NODE_KEYS = ("ip", "interface", "install")
 FIREWALL_KEYS = ("enabled", "ports")
-NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
-IFACE_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:@-]{0,14}$")
-RESOURCE_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.@+-]*(::[A-Za-z0-9_.,:/=@%+-]+)*$")
-DURATION_RE = re.compile(r"^(\d+(?:\.\d+)?)\s*(ms|s)?$")
-PORT_RE = re.compile(r"^(\d{1,5})(?:-(\d{1,5}))?(?:/(tcp|udp))?$")
+NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
+IFACE_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:@-]{0,14}")
+RESOURCE_RE = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.@+-]*(::[A-Za-z0-9_.,:/=@%+-]+)*")
+DURATION_RE = re.compile(r"(\d+(?:\.\d+)?)\s*(ms|s)?")
+PORT_RE = re.compile(r"(\d{1,5})(?:-(\d{1,5}))?(?:/(tcp|udp))?")
 FACILITIES = (
     "auth", "authpriv", "cron", "daemon", "ftp", "kern", "lpr", "mail", "news", "syslog",
     "user", "uucp", "local0", "local1", "local2", "local3", "local4", "local5", "local6",
@@ -89,7 +89,7 @@ class Validator:
         elif isinstance(value, int | float):
             ms = float(value) * 1000
         elif isinstance(value, str):
-            match = DURATION_RE.match(value.strip())
+            match = DURATION_RE.fullmatch(value.strip())
             if match:
                 number = float(match.group(1))
                 ms = number if match.group(2) == "ms" else number * 1000
@@ -153,7 +153,7 @@ class Validator:
                 f"unknown key {short(key)}{did_you_mean} (valid keys: {', '.join(known)})"))
 
     def interface(self, value: Any, path: str) -> str | None:
-        if isinstance(value, str) and IFACE_RE.match(value):
+        if isinstance(value, str) and IFACE_RE.fullmatch(value):
             return value
         self.bad(path, (f"{short(value)} is not a network interface name (letters, digits, "
                         "'.', '_', '-', ':', '@'; at most 15 characters, e.g. eth0)"))
@@ -235,7 +235,7 @@ class Validator:
         return nodes
 
     def node_name(self, name: Any, path: str) -> bool:
-        if isinstance(name, str) and NAME_RE.match(name):
+        if isinstance(name, str) and NAME_RE.fullmatch(name):
             return True
         self.bad(path, (f"{short(name)} is not a valid node name; it must be what `uname -n` "
                         "prints: letters, digits, '.', '-', '_' (at most 64, no spaces)"))
@@ -293,7 +293,7 @@ class Validator:
         if re.fullmatch(r"[\d.]+", value):
             self.bad(path, f"{short(value)} is not an IP address; {valid}")
             return None
-        if not RESOURCE_RE.match(value):
+        if not RESOURCE_RE.fullmatch(value):
             self.bad(path, f"{short(value)} is not a resource; {valid}")
             return None
         agent, _, args = value.partition("::")
@@ -304,7 +304,7 @@ class Validator:
             if len(parts) > 1 and not (parts[1].isdigit() and 1 <= int(parts[1]) <= 32):
                 self.bad(path, f"{short(value)}: netmask {parts[1]!r} must be 1-32 bits")
                 return None
-            if len(parts) > 2 and not IFACE_RE.match(parts[2]):
+            if len(parts) > 2 and not IFACE_RE.fullmatch(parts[2]):
                 self.bad(path, f"{short(value)}: {parts[2]!r} is not an interface name")
                 return None
             if len(parts) > 4:
@@ -505,7 +505,7 @@ class Validator:
 
     def port(self, value: Any, path: str) -> str | None:
         text = str(value) if isinstance(value, int) and not isinstance(value, bool) else value
-        match = PORT_RE.match(text) if isinstance(text, str) else None
+        match = PORT_RE.fullmatch(text) if isinstance(text, str) else None
         if match:
             low = int(match.group(1))
             high = int(match.group(2) or low)

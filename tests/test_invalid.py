@@ -42,6 +42,11 @@ CASES: list[tuple[str, str, list[str]]] = [
      ["nodes.'haproxy 2': 'haproxy 2' is not a valid node name"]),
     ("node-name-newline", replace("haproxy2: 10.0.0.2", "\"h2\\nucast eth0 1.2.3.4\": 10.0.0.2"),
      ["is not a valid node name"]),
+    # A trailing newline alone: `$` in a regex matches before it (fullmatch does not).
+    ("node-name-trailing-newline", replace("haproxy2: 10.0.0.2", "\"haproxy2\\n\": 10.0.0.2"),
+     ["nodes.'haproxy2\\n': 'haproxy2\\n' is not a valid node name"]),
+    ("interface-trailing-newline", with_lines("interface: \"eth0\\n\""),
+     ["interface: 'eth0\\n' is not a network interface name"]),
     ("node-name-int", replace("haproxy2: 10.0.0.2", "7: 10.0.0.2"), ["nodes.7: 7"]),
     ("duplicate-node-ip", replace("10.0.0.2", "10.0.0.1"), ["nodes.haproxy2: '10.0.0.1'"]),
     ("node-long-no-ip", replace("haproxy2: 10.0.0.2", "haproxy2: {interface: eth1}"),
