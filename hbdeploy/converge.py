@@ -35,7 +35,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from . import layout
+from . import journal, layout
 from .announce import announce_holders
 from .handover import HB_TAKEOVER
 from .model import Cluster
@@ -245,7 +245,7 @@ def converge(cluster: Cluster, targets: list[Target], say: Say,
             outcome.problems = [f"{p} (after {limit:.0f}s)" for p in outcome.problems]
             return outcome
         time.sleep(SETTLE_POLL)
-    outcome.holders = _holders(cluster, status.nodes)
+    outcome.holders = placement(cluster, status.nodes)
     announce_holders(targets, outcome.holders, say)
     outcome.problems = _silent_ips(outcome.holders, targets, end)
     return outcome
@@ -258,7 +258,7 @@ def right_at_first_sight(cluster: Cluster, targets: list[Target], views: list[No
     answered); None when not, and converge must poll."""
     if issues(cluster, targets, assess(cluster, views)):
         return None
-    holders = _holders(cluster, views)
+    holders = placement(cluster, views)
     for ip, held in holders.items():
         others = [t.node.name for t in targets if t.node.name not in held]
         if others and not any(answers.get(name, {}).get(ip) for name in others):
@@ -266,7 +266,7 @@ def right_at_first_sight(cluster: Cluster, targets: list[Target], views: list[No
     return holders
 
 
-def _holders(cluster: Cluster, views: list[NodeView]) -> dict[str, list[str]]:
+def placement(cluster: Cluster, views: list[NodeView]) -> dict[str, list[str]]:
     return {ip: [v.node for v in views if ip in v.floating] for ip in cluster.floating_ips()}
 
 
@@ -292,8 +292,8 @@ def config_fault(targets: list[Target], seconds: float) -> dict[str, list[str]]:
     pattern = shlex.quote(FAULTS.pattern)
     for target in targets:
         _, out, _ = target.remote.run(
-            f"journalctl --since=-{int(seconds) + 5}s --no-pager -o cat 2>/dev/null "
-            f"| grep -E {pattern} | tail -n 5", check=False, timeout=30)
+            f"{journal.recent(int(seconds) + 5, unit=None)} | grep -E {pattern} | tail -n 5",
+            check=False, timeout=30)
         if out.strip():
             found[target.node.name] = out.strip().splitlines()
     return found

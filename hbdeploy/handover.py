@@ -7,7 +7,7 @@ import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
-from . import layout
+from . import journal, layout
 from .errors import HbdeployError
 from .model import Cluster
 from .probe import Prober
@@ -35,7 +35,7 @@ def _start_fault(what: str, lines: list[str]) -> StartFault:
     return StartFault(f"{what}: the groups cannot start there: " + "; ".join(lines))
 
 
-def _holders(groups: dict[str, list[str]]) -> str:
+def holders_text(groups: dict[str, list[str]]) -> str:
     """"g1=n1, g2=none": who holds each group, for messages."""
     return ", ".join(f"{g}={'+'.join(h) or 'none'}" for g, h in groups.items())
 
@@ -58,7 +58,7 @@ def wait_placement(cluster: Cluster, targets: list[Target],
                 raise _start_fault(what, lines)
         if time.monotonic() > end:
             raise HandoverError(f"{what}: not within {deadline:.0f}s; holders now: "
-                                + _holders(status.groups))
+                                + holders_text(status.groups))
         time.sleep(0.3)
 
 
@@ -74,12 +74,14 @@ QUIET_FOR = 3  # seconds without a line from heartbeat or ipfail in the journal
 ACQUIRED = "Standby resource acquisition done"
 
 
-def _window(cluster: Cluster) -> float:
-    """2 x deadtime + 5 s: how long heartbeat gets to quieten down, or to act on a standby
-    request before it is asked again."""
+def window(cluster: Cluster) -> float:
+    """2 x deadtime + 5 s: how long heartbeat gets to quieten down, to act on a standby
+    request before it is asked again, or to finish moving a group."""
     return 2 * cluster.timings.deadtime.ms / 1000 + 5
-_QUIET = (f"journalctl -u heartbeat.service --since=-{QUIET_FOR}s -o cat 2>/dev/null | "
-          "grep -v -e 'Late heartbeat' -e '^-- ' | grep -q . && exit 1 || exit 0")
+
+
+_QUIET = (f"{journal.recent(QUIET_FOR)} | grep -v -e 'Late heartbeat' -e '^-- ' | grep -q . "
+          "&& exit 1 || exit 0")
 
 
 def await_quiet(cluster: Cluster, targets: list[Target]) -> bool:
@@ -87,7 +89,7 @@ def await_quiet(cluster: Cluster, targets: list[Target]) -> bool:
     QUIET_FOR seconds on every target; False when they never were. After a node's
     (re)start, ipfail runs a standby exchange of its own for a few seconds, and heartbeat
     ignored a standby asked meanwhile ("Standby in progress- new request ignored": CI)."""
-    end = time.monotonic() + _window(cluster)
+    end = time.monotonic() + window(cluster)
     with ThreadPoolExecutor(max_workers=max(1, len(targets))) as pool:
         while True:
             codes = list(pool.map(lambda t: t.remote.run(_QUIET, check=False)[0], targets))
@@ -112,14 +114,14 @@ def hand_over(cluster: Cluster, targets: list[Target], target: Target, groups: l
     node = target.node.name
     if not await_quiet(cluster, targets):
         note("heartbeat's journal was not quiet for "
-             f"{QUIET_FOR}s within {_window(cluster):.0f}s; asking "
+             f"{QUIET_FOR}s within {window(cluster):.0f}s; asking "
              "for the standby anyway")
 
     def moved(held: dict[str, list[str]]) -> bool:
         return all(len(held[g]) == 1 and node not in held[g] for g in groups)
 
     what = f"{node} handing over {', '.join(groups)}"
-    first = _window(cluster)
+    first = window(cluster)
     start = time.monotonic()
     target.remote.run(HB_STANDBY, timeout=120)
     try:
@@ -154,8 +156,7 @@ def hand_over(cluster: Cluster, targets: list[Target], target: Target, groups: l
 def acquired(holders: list[Target], seconds: float) -> bool:
     """Has each of ``holders`` logged the end of a standby acquisition (ACQUIRED) within
     the last ``seconds`` (and one more)?"""
-    command = (f"journalctl -u heartbeat.service --since=-{int(seconds) + 1}s -o cat "
-               f"2>/dev/null | grep -q {shlex.quote(ACQUIRED)}")
+    command = f"{journal.recent(int(seconds) + 1)} | grep -q {shlex.quote(ACQUIRED)}"
     return all(t.remote.run(command, check=False, timeout=30)[0] == 0 for t in holders)
 
 
@@ -173,7 +174,7 @@ def await_started(cluster: Cluster, targets: list[Target], status: ClusterStatus
     files and failed there too). Neither the IP nor rscstatus says that the group's later
     resources have been started; heartbeat logs ACQUIRED only once the whole takegroup has
     ended, after any failure's lines."""
-    end = time.monotonic() + _window(cluster)
+    end = time.monotonic() + window(cluster)
     by_node = {t.node.name: t for t in targets}
     done = False
     while True:
@@ -195,10 +196,10 @@ def await_started(cluster: Cluster, targets: list[Target], status: ClusterStatus
         raise _start_fault(what, lines)
     if not moved(status.groups):
         raise HandoverError(f"{what}: the groups left their new holder again; holders now: "
-                            + _holders(status.groups))
+                            + holders_text(status.groups))
     if not done:
         note(f"{', '.join(sorted(holders))} still reports its resources in transition, or "
-             f"has not logged the end of its acquisition, after {_window(cluster):.0f}s; "
+             f"has not logged the end of its acquisition, after {window(cluster):.0f}s; "
              "going on, its journal blames nothing")
 
 

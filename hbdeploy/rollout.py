@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 from . import apply
 from .converge import config_fault
 from .errors import HbdeployError
-from .handover import HB_TAKEOVER, hand_over
+from .handover import HB_TAKEOVER, hand_over, holders_text, window
 from .plan import HostPlan
 from .remote import RemoteError
 from .rollback import roll_back
@@ -49,12 +49,11 @@ class Rollout:
         """Hosts to reload or restart, one at a time: running nodes holding nothing, then
         running nodes holding resources, then nodes not running yet — so a joining node
         starts only once its running peers list it and send to it."""
-        floating = set(self.cluster.floating_ips())
         todo = [t for t in self.targets if plans[t.node.name].restart]
 
         def key(t: Target) -> tuple[bool, bool]:
-            facts = plans[t.node.name].facts
-            return (not facts.running, bool(floating & facts.ips()))
+            plan = plans[t.node.name]
+            return (not plan.facts.running, self._held_floating(plan))
 
         return sorted(todo, key=key)
 
@@ -115,8 +114,8 @@ class Rollout:
                     self._settle(target, plan, peers, check_groups=True, reexec_mark=reexec)
                 done.append(target)
                 continue
-            holding = self._held_by(name, bool(set(self.cluster.floating_ips())
-                                               & plan.facts.ips())) if name in was_running else []
+            holding = self._held_by(target, self._held_floating(plan)) \
+                if name in was_running else []
             ready_peers = [t for t in done if t.node.name != name] or [
                 t for t in self.targets
                 if t.node.name in was_running and t.node.name != name
@@ -239,18 +238,34 @@ class Rollout:
                                f"({exc}; {why}); previous files restored on every host, "
                                "rollout stopped before the next host") from None
 
-    def _held_by(self, node: str, held_at_start: bool = False) -> list[str]:
-        """The groups ``node`` holds now. When it held a floating IP at the run's start
+    def _held_floating(self, plan: HostPlan) -> bool:
+        """Did the host hold one of the cluster's floating IPs when its facts were read?"""
+        return bool(set(self.cluster.floating_ips()) & plan.facts.ips())
+
+    def _held_by(self, target: Target, held_at_start: bool = False) -> list[str]:
+        """The groups ``target`` holds now. When it held a floating IP at the run's start
         (``held_at_start``) and now holds nothing while a group is held by no node, heartbeat
         is moving that group (a standby nobody asked for, ResourceManager's after a failed
         start among them): looked at again every 0.5 s, for at most 2 x deadtime + 5 s, so
         that the node is not restarted without a handover on the strength of one look."""
-        end = time.monotonic() + 2 * self.cluster.timings.deadtime.ms / 1000 + 5
+        node = target.node.name
+        end = time.monotonic() + window(self.cluster)
+        said = False
         while True:
-            groups = snapshot(self.cluster, self.targets).groups
+            status = snapshot(self.cluster, self.targets)
+            groups = status.groups
             mine = [g for g, holders in groups.items() if node in holders]
             if mine or not held_at_start or all(groups.values()) or time.monotonic() > end:
+                if said:
+                    self.say(target, f"holds {', '.join(mine) or 'nothing'} now (groups: "
+                                     f"{holders_text(groups)})")
                 return mine
+            if not said:
+                self.say(target, "held a floating IP at the start and holds nothing now, "
+                                 f"with a group held by no node ({holders_text(groups)}): "
+                                 f"looking again for up to {window(self.cluster):.0f}s "
+                                 "before its restart")
+                said = True
             time.sleep(0.5)
 
     def _hand_over(self, target: Target, groups: list[str], updated: list[Target]) -> None:
@@ -307,3 +322,4 @@ class Rollout:
                          f"{', '.join(peers_sorted) or '(none yet)'} active", healthy, deadline)
         self.say(target, "heartbeat up" + (f", sees {', '.join(peers_sorted)} active"
                                            if peers_sorted else ""))
+
