@@ -16,14 +16,14 @@ from dataclasses import dataclass, field, replace
 from fabric import Connection
 
 from . import apply, config, facts, firewall, lock, rekey, render, spares, supervision, sysctl
-from .converge import config_fault, converge, right_at_first_sight
+from .converge import config_fault, converge, placement, right_at_first_sight
 from .errors import HbdeployError
 from .model import Cluster
 from .plan import HostPlan, plan_host, preflight
 from .render import RenderedFile, mask_authkeys
 from .rollback import roll_back
 from .rollout import Rollout, RolloutError
-from .status import parse_view
+from .status import parse_view, snapshot
 from .targets import Target, match_targets
 
 Output = Callable[[str], None]
@@ -562,6 +562,8 @@ def _change(run: Deployment, recap: Recap, plans: dict[str, HostPlan]) -> Recap:
     except RolloutError as exc:
         recap.failed = True
         recap.messages.append(str(exc))
+        # who holds what once the rollout stopped: the table's HOLDS, as after converge
+        _record_holders(recap, run, placement(cluster, snapshot(cluster, targets).nodes))
         return recap
 
     def blame() -> dict[str, list[str]]:

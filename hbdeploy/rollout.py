@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 from . import apply
 from .converge import config_fault
 from .errors import HbdeployError
-from .handover import HB_TAKEOVER, hand_over, holders_text, window
+from .handover import HB_TAKEOVER, HandoverError, hand_over, holders_text, wait_placement, window
 from .plan import HostPlan
 from .remote import RemoteError
 from .rollback import roll_back
@@ -289,13 +289,29 @@ class Rollout:
                 for line in apply.journal(peer.remote).splitlines():
                     self.out(f"[{peer.host}]   journal: {line}")
             roll_back(self.run)
-            target.remote.run(f"{HB_TAKEOVER} all", check=False, timeout=120)
+            back = self._take_back(target, groups)
             raise RolloutError(
                 f"the handover from {target.host} failed ({exc}): the updated peers "
                 f"({', '.join(p.host for p in updated) or 'none'}) got their previous files "
-                f"back, {target.host} was left unchanged and took its groups back; rollout "
-                "stopped") from None
+                f"back, {target.host} was left unchanged and {back}; rollout stopped"
+            ) from None
         self.say(target, "handover complete")
+
+    def _take_back(self, target: Target, groups: list[str]) -> str:
+        """``hb_takeover all`` on ``target`` after a failed handover, then a poll (at most
+        2 x deadtime + 5 s) until it holds ``groups`` alone again; says how that went."""
+        node = target.node.name
+        target.remote.run(f"{HB_TAKEOVER} all", check=False, timeout=120)
+        try:
+            wait_placement(self.cluster, self.targets,
+                           lambda held: all(held.get(g) == [node] for g in groups),
+                           window(self.cluster), f"{node} taking {', '.join(groups)} back")
+        except HandoverError as exc:
+            self.say(target, f"asked for its groups back (hb_takeover all): {exc}")
+            return (f"was asked to take its groups back (hb_takeover all) but did not within "
+                    f"{window(self.cluster):.0f}s: check `hbdeploy status`")
+        self.say(target, f"took {', '.join(groups)} back (hb_takeover all)")
+        return f"took {', '.join(groups)} back"
 
     def wait_healthy(self, target: Target, peers: set[str], check_groups: bool = False,
                      booting: bool = False) -> None:

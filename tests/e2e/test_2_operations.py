@@ -357,6 +357,11 @@ def test_rollback_when_the_new_files_do_not_come_up(serving: Lab, tmp_path: Path
     # ResourceManager's standby request for 30 s after the failed start is cancelled with
     # the rollback (it asked the restored cluster for a standby that wedged a later one).
     assert "[haproxy2] cancelled the standby request" in result.stdout, result.stdout
+    # haproxy1 was asked for its group back and the run saw it take it (not assumed): the
+    # table's HOLDS is read after the rollout stopped.
+    assert "[haproxy1] took haproxy1 back (hb_takeover all)" in result.stdout, said
+    assert any(row.split()[:2] == ["haproxy1", "haproxy1"] and row.endswith(FLOATING_IP)
+               for row in result.stdout.splitlines()), said
     assert ssh(lab, "haproxy2", "pgrep -f '[R]esourceManager takegroup' || true").stdout == ""
     assert {n: ssh(lab, n, FILES).stdout for n in NODES} == before
     settle(lab)
