@@ -267,6 +267,7 @@ def right_at_first_sight(cluster: Cluster, targets: list[Target], views: list[No
 
 
 def placement(cluster: Cluster, views: list[NodeView]) -> dict[str, list[str]]:
+    """Floating IP -> the nodes that have it, by their views."""
     return {ip: [v.node for v in views if ip in v.floating] for ip in cluster.floating_ips()}
 
 
