@@ -107,10 +107,13 @@ PKG_INSTALLED = "install ok installed "
 TOOLS = " ".join((*layout.TOOLS, layout.IPFAIL))
 
 # Each floating IP: announced in the background where it is held (announce.py's script,
-# detached so that the command returns at once), pinged where it is not and heartbeat runs.
+# detached so that the command returns at once), pinged where it is not and heartbeat runs
+# (its pid file names a process called heartbeat: shell builtins, no process; the view
+# beside says whether it answers).
 FLOATING = r"""
 pings=""
-cl_status hbstatus >/dev/null 2>&1 && running=yes || running=no
+running=no; hb=; read -r hb 2>/dev/null <__PIDFILE__
+[ -n "$hb" ] && read -r name 2>/dev/null </proc/"$hb"/comm && [ "$name" = heartbeat ] && running=yes
 for ip in __IPS__; do
   case " $addrs" in *" $ip/"*) held=yes ;; *) held=no ;; esac
   if [ $held = yes ]; then
@@ -139,9 +142,9 @@ def probe(cluster: Cluster | None = None, node: str = "", announce: bool = False
     # Linux (neighbour locktime) ignores an update of an entry it has just learned.
     arp = (announce_script.SCRIPT.replace("__PATHS__", " ".join(announce_script.SEND_ARP))
            .replace("__REPEATS__", "10").replace("__IPS__", '"$1"'))
-    status_part = ("{\n" + status.probe(cluster, node) + "\n} 2>/dev/null | "
+    status_part = ("{\n" + status.probe(cluster, node, links=False) + "\n} 2>/dev/null | "
                    "while IFS= read -r line; do p view \"$line\"; done")
-    floating = (FLOATING.replace("__IPS__", ips).replace("__ANNOUNCE__", "yes" if announce
+    floating = (FLOATING.replace("__IPS__", ips).replace("__PIDFILE__", layout.PIDFILE).replace("__ANNOUNCE__", "yes" if announce
                                                          else "no")
                 .replace("__ANNOUNCE_SCRIPT__", arp.replace("'", "'\\''")))
     # The heartbeat view and the floating IPs run beside the facts, not after them: their

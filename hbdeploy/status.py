@@ -127,11 +127,14 @@ class ClusterStatus:
         return "\n".join(rows)
 
 
-def probe(cluster: Cluster, name: str) -> str:
-    """The shell script that reports node ``name``'s view (one remote command)."""
+def probe(cluster: Cluster, name: str, links: bool = True) -> str:
+    """The shell script that reports node ``name``'s view (one remote command). Without
+    ``links`` it asks nothing about the media links: one ``cl_status`` per peer less, for
+    a caller that judges by the peers' states alone (a node has one media interface, so a
+    link's state follows its peer's; the deploy's facts probe)."""
     peers = [n for n in cluster.node_names if n != name]
     return (PROBE.replace("__PEERS__", " ".join(map(shlex.quote, peers)))
-            .replace("__LINKS__", shlex.quote(cluster.node(name).interface)))
+            .replace("__LINKS__", shlex.quote(cluster.node(name).interface) if links else ""))
 
 
 def node_view(cluster: Cluster, name: str, remote: Remote) -> NodeView:

@@ -405,6 +405,12 @@ def test_a_no_change_deploy_is_done_by_the_facts_probe_when_all_is_right() -> No
     assert "announced" in facts.probe(c, "n1", announce=True)
     assert "[ no = yes ]" in facts.probe(c, "n1", announce=False)
     assert "__" not in facts.probe(c, "n1", announce=True) + facts.probe()
+    # the deploy judges by the peers' states: no question per media link (status asks)
+    from hbdeploy import status
+    assert "hblinkstatus" in status.probe(c, "n1")
+    assert "for l in ; do" in facts.probe(c, "n1") and "for l in eth0; do" in status.probe(c, "n1")
+    # heartbeat's presence for the floating IPs' ping: its pid file, no cl_status call
+    assert facts.probe(c, "n1").count("cl_status hbstatus") == 1  # the view's own
 
 
 def test_nonlocal_bind_writes_hbdeploys_sysctl_file_and_removes_it_when_turned_off() -> None:
