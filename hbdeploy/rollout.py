@@ -17,7 +17,7 @@ from .handover import HB_TAKEOVER, HandoverError, hand_over, holders_text, wait_
 from .plan import HostPlan
 from .remote import RemoteError
 from .rollback import roll_back
-from .status import node_view, snapshot
+from .status import node_view, parse_view, snapshot
 from .targets import Target
 
 if TYPE_CHECKING:
@@ -46,16 +46,35 @@ class Rollout:
         self.placed_before: set[str] = set()
 
     def restart_order(self, plans: dict[str, HostPlan]) -> list[Target]:
-        """Hosts to reload or restart, one at a time: running nodes holding nothing, then
-        running nodes holding resources, then nodes not running yet — so a joining node
-        starts only once its running peers list it and send to it."""
+        """Hosts to reload or restart, one at a time: stopped members the running nodes
+        already list, then running nodes holding nothing, then running nodes holding
+        resources, then nodes not running yet that no running node lists — so a joining
+        node starts only once its running peers list it and send to it, and a holder has
+        an updated peer to hand its groups to even when that peer's heartbeat was down
+        (CI: a peer in heartbeat's own restart when the run began; the holder was restarted
+        first, with no peer up, and its floating IP went down)."""
         todo = [t for t in self.targets if plans[t.node.name].restart]
+        listed = self._listed_members(plans)
 
-        def key(t: Target) -> tuple[bool, bool]:
+        def key(t: Target) -> tuple[int, bool]:
             plan = plans[t.node.name]
-            return (not plan.facts.running, self._held_floating(plan))
+            if plan.facts.running:
+                return (1, self._held_floating(plan))
+            return (0 if t.node.name in listed else 2, False)
 
         return sorted(todo, key=key)
+
+    def _listed_members(self, plans: dict[str, HostPlan]) -> set[str]:
+        """Nodes whose heartbeat is not running that a running node's view lists as a peer
+        (dead or otherwise, not unknown): members already, not joining ones."""
+        listed: set[str] = set()
+        for target in self.targets:
+            facts = plans[target.node.name].facts
+            if facts.running and facts.view:
+                view = parse_view(self.cluster, target.node.name, target.host,
+                                  "\n".join(facts.view))
+                listed |= {peer for peer, state in view.peers.items() if state != "unknown"}
+        return {name for name in listed if name in plans and not plans[name].facts.running}
 
     def restart_all(self, plans: dict[str, HostPlan]) -> None:
         """Apply new files to heartbeat one host at a time, never two at once.

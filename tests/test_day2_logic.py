@@ -475,3 +475,27 @@ def test_the_waker_signals_heartbeat_and_nothing_else(tmp_path) -> None:
     counter.wait(5)
     assert said == f"waking heartbeat (pid {counter.pid}) every 50 ms\n"
     assert 10 <= got <= 25, got  # 1 s at 50 ms
+
+
+def test_a_stopped_member_starts_before_the_holder_a_joining_node_after() -> None:
+    """The holder needs an updated peer to hand over to: a member whose heartbeat is down
+    but which the running nodes list starts first; a node they do not list (joining) last."""
+    from types import SimpleNamespace
+
+    from hbdeploy.plan import HostPlan
+    from hbdeploy.rollout import Rollout
+    from hbdeploy.targets import Target
+
+    c = cluster(nodes={"n1": "10.9.0.1", "n2": "10.9.0.2", "n3": "10.9.0.3"})
+    holder = parse(PROBE_OUTPUT + "\nview\tpeer n2 dead\nview\tpeer n3 unknown")
+    stopped = {name: parse(PROBE_OUTPUT.replace("hb_active\tactive", "hb_active\tinactive")
+                           .replace("addr\teth0 10.9.0.100", "")) for name in ("n2", "n3")}
+    plans = {"n1": HostPlan("n1", c.node("n1"), holder, {}, changed_files=["haresources"],
+                            floating_ips=("10.9.0.100",)),
+             **{n: HostPlan(n, c.node(n), f, {}, changed_files=["haresources"])
+                for n, f in stopped.items()}}
+    targets = [Target(n.name, n, FakeRemote()) for n in c.nodes]  # type: ignore[arg-type]
+    run = SimpleNamespace(cluster=c, targets=targets, plans=plans, results={}, pushed={},
+                          staged={}, applied={}, stamp="", say=print, out=print)
+    order = Rollout(run).restart_order(plans)  # type: ignore[arg-type]
+    assert [t.node.name for t in order] == ["n2", "n1", "n3"]

@@ -202,6 +202,31 @@ def test_rolling_update_of_haresources(serving: Lab, tmp_path: Path) -> None:
     assert http_name(SECOND_IP) is None
 
 
+def test_a_stopped_member_is_started_first_so_the_holder_can_hand_over(serving: Lab,
+                                                                        tmp_path: Path) -> None:
+    """CI: haproxy2's heartbeat was down (in its own restart) when a haresources change
+    began; haproxy1, holding the group, was restarted first with no peer up, and the
+    floating IP went down. haproxy2 is a member haproxy1 lists: it starts first."""
+    lab = serving
+    two = variant(tmp_path, "two.yml", ("haproxy1: IPaddr::10.213.0.100/24/eth0",
+                                        f"haproxy1: [IPaddr::10.213.0.100/24/eth0, "
+                                        f"IPaddr::{SECOND_IP}/24/eth0]"))
+    ssh(lab, "haproxy2", "systemctl stop heartbeat")
+    poll(lambda: ssh(lab, "haproxy1", "cl_status nodestatus haproxy2", check=False
+                     ).stdout.strip() == "dead", 30)
+    with traffic_to(FLOATING_IP) as traffic, HolderWatch(lab, FLOATING_IP) as watch:
+        result = cli(lab, "deploy", cluster=two)
+    said = result.stdout + result.stderr
+    assert result.returncode == 0, said
+    started = said.index("[haproxy2] starting heartbeat")
+    assert started < said.index("[haproxy1] handing haproxy1 over to a peer"), said
+    assert traffic.failures <= 10, f"{traffic.failures} of {len(traffic.answers)} failed"
+    assert watch.max_holders == 1, "two nodes held the floating IP at once"
+    assert http_name(FLOATING_IP) == "haproxy1" and http_name(SECOND_IP) == "haproxy1"
+    back = cli(lab, "deploy")
+    assert back.returncode == 0, back.stdout + back.stderr
+
+
 def test_standby_and_takeover_round_trip(serving: Lab) -> None:
     lab = serving
     result = cli(lab, "standby", "haproxy1", "--cluster", str(LAB_CLUSTER), hosts=None)
