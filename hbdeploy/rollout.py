@@ -271,8 +271,7 @@ class Rollout:
         end = time.monotonic() + window(self.cluster)
         said = False
         while True:
-            status = snapshot(self.cluster, self.targets)
-            groups = status.groups
+            groups = snapshot(self.cluster, self.targets).groups
             mine = [g for g, holders in groups.items() if node in holders]
             if mine or not held_at_start or all(groups.values()) or time.monotonic() > end:
                 if said:
