@@ -144,8 +144,8 @@ def probe(cluster: Cluster | None = None, node: str = "", announce: bool = False
            .replace("__REPEATS__", "10").replace("__IPS__", '"$1"'))
     status_part = ("{\n" + status.probe(cluster, node, links=False) + "\n} 2>/dev/null | "
                    "while IFS= read -r line; do p view \"$line\"; done")
-    floating = (FLOATING.replace("__IPS__", ips).replace("__PIDFILE__", layout.PIDFILE).replace("__ANNOUNCE__", "yes" if announce
-                                                         else "no")
+    floating = (FLOATING.replace("__IPS__", ips).replace("__PIDFILE__", layout.PIDFILE)
+                .replace("__ANNOUNCE__", "yes" if announce else "no")
                 .replace("__ANNOUNCE_SCRIPT__", arp.replace("'", "'\\''")))
     # The heartbeat view and the floating IPs run beside the facts, not after them: their
     # cl_status questions mostly wait for heartbeat's answers (status.py), the facts are
