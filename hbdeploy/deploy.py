@@ -256,9 +256,8 @@ class Deployment:
         if not self.rotation:
             return []
         given = {t.node.name for t in self.targets}
-        outside = sorted({peer for name in running for peer, state in parse_view(
-            self.cluster, name, name, "\n".join(found[name].view)).peers.items()
-            if state == "active" and peer not in given})
+        outside = sorted({peer for name in running for peer, state in facts.peer_states(
+            self.cluster, name, found[name]).items() if state == "active" and peer not in given})
         if outside:
             return [f"the password changes, and {', '.join(outside)} runs heartbeat but is "
                     "not in this run: it would not get the new key and be cut off from the "

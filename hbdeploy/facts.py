@@ -112,8 +112,8 @@ TOOLS = " ".join((*layout.TOOLS, layout.IPFAIL))
 # beside says whether it answers).
 FLOATING = r"""
 pings=""
-running=no; hb=; read -r hb 2>/dev/null <__PIDFILE__
-[ -n "$hb" ] && read -r name 2>/dev/null </proc/"$hb"/comm && [ "$name" = heartbeat ] && running=yes
+__READ_MASTER__
+[ "$name" = heartbeat ] && running=yes || running=no
 for ip in __IPS__; do
   case " $addrs" in *" $ip/"*) held=yes ;; *) held=no ;; esac
   if [ $held = yes ]; then
@@ -144,7 +144,7 @@ def probe(cluster: Cluster | None = None, node: str = "", announce: bool = False
            .replace("__REPEATS__", "10").replace("__IPS__", '"$1"'))
     status_part = ("{\n" + status.probe(cluster, node, links=False) + "\n} 2>/dev/null | "
                    "while IFS= read -r line; do p view \"$line\"; done")
-    floating = (FLOATING.replace("__IPS__", ips).replace("__PIDFILE__", layout.PIDFILE)
+    floating = (FLOATING.replace("__IPS__", ips).replace("__READ_MASTER__", layout.READ_MASTER)
                 .replace("__ANNOUNCE__", "yes" if announce else "no")
                 .replace("__ANNOUNCE_SCRIPT__", arp.replace("'", "'\\''")))
     # The heartbeat view and the floating IPs run beside the facts, not after them: their
@@ -263,6 +263,11 @@ def parse(output: str) -> HostFacts:
         elif key in HostFacts.__dataclass_fields__:
             setattr(facts, key, value)
     return facts
+
+
+def peer_states(cluster: Cluster, node: str, found: HostFacts) -> dict[str, str]:
+    """Node ``node``'s peers and their states, as the view in its facts reports them."""
+    return status.parse_view(cluster, node, node, "\n".join(found.view)).peers
 
 
 def gather(remote: Remote, script: str | None = None) -> HostFacts:

@@ -4,6 +4,10 @@ from __future__ import annotations
 
 HEARTBEAT = "/usr/libexec/heartbeat/heartbeat"
 PIDFILE = "/run/heartbeat.pid"  # the master control process's pid (its unit's PIDFile=)
+# Shell: $hb, the pid in PIDFILE, and $name, that process's name ("heartbeat" while the
+# master runs; empty where the file or the process is missing). Builtins only.
+READ_MASTER = (f'hb=; read -r hb 2>/dev/null <{PIDFILE}; name=; '
+               'read -r name 2>/dev/null </proc/"${hb:-0}"/comm')
 IPFAIL = "/usr/libexec/heartbeat/ipfail"
 RESOURCE_MANAGER = "/usr/share/heartbeat/ResourceManager"
 HB_STANDBY = "/usr/share/heartbeat/hb_standby"

@@ -13,11 +13,12 @@ from typing import TYPE_CHECKING
 from . import apply
 from .converge import config_fault
 from .errors import HbdeployError
+from .facts import peer_states
 from .handover import HB_TAKEOVER, HandoverError, hand_over, holders_text, wait_placement, window
 from .plan import HostPlan
 from .remote import RemoteError
 from .rollback import roll_back
-from .status import node_view, parse_view, snapshot
+from .status import node_view, snapshot
 from .targets import Target
 
 if TYPE_CHECKING:
@@ -69,11 +70,11 @@ class Rollout:
         (dead or otherwise, not unknown): members already, not joining ones."""
         listed: set[str] = set()
         for target in self.targets:
-            facts = plans[target.node.name].facts
-            if facts.running and facts.view:
-                view = parse_view(self.cluster, target.node.name, target.host,
-                                  "\n".join(facts.view))
-                listed |= {peer for peer, state in view.peers.items() if state != "unknown"}
+            found = plans[target.node.name].facts
+            if found.running:
+                listed |= {peer for peer, state in peer_states(self.cluster, target.node.name,
+                                                               found).items()
+                           if state != "unknown"}
         return {name for name in listed if name in plans and not plans[name].facts.running}
 
     def restart_all(self, plans: dict[str, HostPlan]) -> None:

@@ -39,7 +39,6 @@ LEVELS = {HEALTHY: "healthy", DEGRADED: "degraded", CRITICAL: "critical"}
 # on a lab node, 38-54 ms with this (2026-12-04, 30 runs each). The waker is stopped once
 # every answer is in. The links are the node's media interface, which is how heartbeat names
 # them. The addresses are the caller's (``addrs``) when it has read them already.
-# The addresses are the facts probe's when it ran first (``addrs``).
 PROBE = r"""
 LC_ALL=C
 if cl_status hbstatus >/dev/null 2>&1; then echo "hb up"; up=yes; else echo "hb down"; up=no
@@ -57,7 +56,7 @@ done
 if [ $up = yes ]; then
   ( echo "resources $(cl_status rscstatus 2>/dev/null || echo unknown)" ) & asked="$asked $!"
   ( __WEDGE__ ) &
-  ( hb=; read -r hb <__PIDFILE__; name=; read -r name </proc/"${hb:-0}"/comm
+  ( __READ_MASTER__
     for pause in 0.01 0.02 0.04 0.08 0.16 0.32; do sleep $pause
       if [ "$name" = heartbeat ]; then kill -CHLD "$hb"
       else cl_status rscstatus </dev/null >/dev/null 2>&1 & fi
@@ -72,7 +71,7 @@ while read -r _ dev _ addr _; do [ -n "$addr" ] && echo "addr ${addr%/*}"; done 
 $addrs
 EOF_ADDRS
 """.replace("__GUARD_STOPPED__", GUARD_STOPPED).replace("__WEDGE__", WEDGE_PROBE).replace(
-    "__PIDFILE__", layout.PIDFILE)
+    "__READ_MASTER__", layout.READ_MASTER)
 
 
 @dataclass
