@@ -40,6 +40,11 @@ def holders_text(groups: dict[str, list[str]]) -> str:
     return ", ".join(f"{g}={'+'.join(h) or 'none'}" for g, h in groups.items())
 
 
+def holds_alone(held: dict[str, list[str]], node: str, groups: list[str]) -> bool:
+    """Is ``node`` the one holder of each of ``groups`` in ``held`` (group -> holders)?"""
+    return all(held.get(g) == [node] for g in groups)
+
+
 def wait_placement(cluster: Cluster, targets: list[Target],
                    wanted: Callable[[dict[str, list[str]]], bool], deadline: float,
                    what: str, fault: Fault | None = None) -> ClusterStatus:
@@ -100,22 +105,47 @@ def await_quiet(cluster: Cluster, targets: list[Target]) -> bool:
             time.sleep(0.5)
 
 
+def end_wedges(cluster: Cluster, targets: list[Target], note: Callable[[str], None]) -> bool:
+    """End each standby exchange a node waits on that its peer dropped (standby_wedge):
+    two 'done' messages from a peer, as converge does. True when one was ended."""
+    found = wedges(cluster, snapshot(cluster, targets).nodes)
+    by_node = {t.node.name: t for t in targets}
+    for wedge in found:
+        note(wedge.repair_text())
+        by_node[wedge.sender].remote.run(RELEASE, check=False, timeout=30)
+    return bool(found)
+
+
+def settle_exchanges(cluster: Cluster, targets: list[Target], note: Callable[[str], None],
+                     before: str) -> None:
+    """Before a standby request or a restart (``before`` names it, for messages): wait
+    until heartbeat is quiet (:func:`await_quiet`) and no node waits on a dropped standby
+    exchange (ended with :func:`end_wedges`, then quiet awaited again: the stuck node runs
+    the failback it delayed at once). A stuck node ignores every standby request, and a
+    node restarted with an exchange of its own under way leaves its peer stuck for an
+    hour (CI: ipfail's delayed giveup, sent by a node in its shutdown)."""
+    quiet = await_quiet(cluster, targets)
+    if end_wedges(cluster, targets, note):
+        quiet = await_quiet(cluster, targets)
+    if not quiet:
+        note(f"heartbeat's journal was not quiet for {QUIET_FOR}s within "
+             f"{window(cluster):.0f}s; {before} anyway")
+
+
 def hand_over(cluster: Cluster, targets: list[Target], target: Target, groups: list[str],
               note: Callable[[str], None], fault: Fault | None = None) -> None:
     """``hb_standby`` on ``target`` until each of ``groups`` is held by one other node.
 
-    Asked once heartbeat is quiet (:func:`await_quiet`), and asked again once when the
-    first request moved nothing within 2 x deadtime + 5 s (heartbeat drops a request it
-    gets no answer to: "No reply to standby request. Standby request cancelled"). Raises
+    Asked once heartbeat has settled its own exchanges (:func:`settle_exchanges`), and
+    asked again, the same way, once when the first request moved nothing within
+    2 x deadtime + 5 s (heartbeat drops a request it gets no answer to: "No reply to
+    standby request. Standby request cancelled"). Raises
     HandoverError past move_deadline, or as soon as ``fault`` finds lines (a peer whose
     new files cannot start the groups gives them back, and asking again cannot help).
     A group counts as moved once its new holder has finished starting it
     (:func:`await_started`), not when its floating IP appears there."""
     node = target.node.name
-    if not await_quiet(cluster, targets):
-        note("heartbeat's journal was not quiet for "
-             f"{QUIET_FOR}s within {window(cluster):.0f}s; asking "
-             "for the standby anyway")
+    settle_exchanges(cluster, targets, note, "asking for the standby")
 
     def moved(held: dict[str, list[str]]) -> bool:
         return all(len(held[g]) == 1 and node not in held[g] for g in groups)
@@ -131,21 +161,16 @@ def hand_over(cluster: Cluster, targets: list[Target], target: Target, groups: l
     except StartFault:
         raise
     except HandoverError:
-        status = snapshot(cluster, targets)
-        held = status.groups
-        if not all(held.get(g) == [node] for g in groups):
+        if not holds_alone(snapshot(cluster, targets).groups, node, groups):
             # something moved (or failed to start): no second request, wait it out
             placed = wait_placement(
                 cluster, targets, moved,
                 max(1.0, move_deadline(cluster) - (time.monotonic() - start)), what, fault)
             await_started(cluster, targets, placed, groups, moved, what, note, fault, start)
             return
-    by_node = {t.node.name: t for t in targets}
-    for wedge in wedges(cluster, status.nodes):
-        note(wedge.repair_text())
-        by_node[wedge.sender].remote.run(RELEASE, check=False, timeout=30)
     note(f"heartbeat did not act on the standby request in {first:.0f}s (the groups stayed "
          f"on {node}); asking again (hb_standby)")
+    settle_exchanges(cluster, targets, note, "asking again")
     target.remote.run(HB_STANDBY, timeout=120)
     placed = wait_placement(cluster, targets, moved,
                             max(first, move_deadline(cluster) - (time.monotonic() - start)),

@@ -14,7 +14,16 @@ from . import apply
 from .converge import config_fault
 from .errors import HbdeployError
 from .facts import peer_states
-from .handover import HB_TAKEOVER, HandoverError, hand_over, holders_text, wait_placement, window
+from .handover import (
+    HB_TAKEOVER,
+    HandoverError,
+    hand_over,
+    holders_text,
+    holds_alone,
+    settle_exchanges,
+    wait_placement,
+    window,
+)
 from .plan import HostPlan
 from .remote import RemoteError
 from .rollback import roll_back
@@ -144,6 +153,10 @@ class Rollout:
                 # hb_standby is only safe between two nodes (see handover.two_nodes_only);
                 # with more, the restart's own graceful stop hands the resources over.
                 self._hand_over(target, holding, done)
+            elif plan.facts.running and len(expected_up) > 1:
+                # not in the middle of a standby exchange (a handover has just ended its own)
+                settle_exchanges(self.cluster, self.targets,
+                                 lambda line, t=target: self.say(t, line), "restarting")
             if plan.deferred:
                 # stopped first: releases what the old haresources started
                 apply.stop(target.remote)
@@ -323,7 +336,7 @@ class Rollout:
         target.remote.run(f"{HB_TAKEOVER} all", check=False, timeout=120)
         try:
             wait_placement(self.cluster, self.targets,
-                           lambda held: all(held.get(g) == [node] for g in groups),
+                           lambda held: holds_alone(held, node, groups),
                            window(self.cluster), f"{node} taking {', '.join(groups)} back")
         except HandoverError as exc:
             self.say(target, f"asked for its groups back (hb_takeover all): {exc}")

@@ -282,6 +282,37 @@ def test_a_standby_exchange_dropped_by_a_restart_is_ended(serving: Lab) -> None:
     assert status(lab)[0] == 0
 
 
+def test_a_holder_stuck_on_a_dropped_exchange_is_freed_before_it_is_asked(serving: Lab
+                                                                          ) -> None:
+    """CI (the rollback test): haproxy2, restarted by the deploy seconds after its own
+    start, sent ipfail's delayed giveup from its shutdown; haproxy1, holding the group,
+    agreed and waited the hour. The handover's hb_standby was ignored, both nodes ended
+    up stuck, and the second request crossed the failback the repair set off. The stuck
+    node is freed first, and the one request is acted on."""
+    lab = serving
+    assert http_name(FLOATING_IP) == "haproxy1"
+    pid = ssh(lab, "haproxy2", "systemctl show -p MainPID --value heartbeat").stdout
+    ssh(lab, "haproxy2", DROPPED_REQUEST)
+    poll(lambda: journal_has(lab, "haproxy1", "haproxy2 wants to go standby [none]"), 10)
+    ssh(lab, "haproxy2", "kill -9 $(systemctl show -p MainPID --value heartbeat.service)")
+    poll(lambda: ssh(lab, "haproxy2", "systemctl show -p MainPID --value heartbeat"
+                     ).stdout not in ("", "0", pid), 20)
+    poll(lambda: any("standby exchange its peer dropped" in p
+                     for p in status(lab)[1]["problems"]), 40)
+    with traffic_to(FLOATING_IP) as traffic:
+        result = cli(lab, "standby", "haproxy1", "--cluster", str(LAB_CLUSTER), hosts=None)
+    said = result.stdout + result.stderr
+    assert result.returncode == 0, said
+    assert "heartbeat on haproxy1 has waited" in said and "ended it" in said, said
+    assert "did not act on the standby request" not in said, said
+    assert http_name(FLOATING_IP) == "haproxy2"
+    assert traffic.failures <= 10, f"{traffic.failures} of {len(traffic.answers)} failed"
+    result = cli(lab, "takeover", "haproxy1", "--cluster", str(LAB_CLUSTER), hosts=None)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert http_name(FLOATING_IP) == "haproxy1"
+    poll(lambda: status(lab)[0] == 0, 30)
+
+
 def test_status_exit_codes(serving: Lab) -> None:
     lab = serving
     code, report = status(lab)
