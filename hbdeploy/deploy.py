@@ -414,8 +414,10 @@ class Deployment:
                     self.say(target, f"wrote {', '.join(now)}" + (
                         f" ({which}comments, spacing or mode only: heartbeat is not reloaded "
                         "for that)" if cosmetic else ""))
-                if plan.written:
+                if now:
                     result.steps["files"] = "changed"
+                elif plan.written:
+                    result.steps["files"] = "staged"  # written at its restart (rollout)
                 step = "firewall"
                 self._next(target, "firewall")
                 if not self.cluster.firewall.enabled:
@@ -529,6 +531,10 @@ def _deploy(run: Deployment, recap: Recap, check: bool,
             if left:
                 _parallel(lambda t: apply.discard(t.remote, sorted(run.staged[t.node.name])),
                           left)
+            for target in left:  # the table says what is in place (a holder's handover
+                result = run.results[target.node.name]  # failed: its files were kept)
+                if result.steps["files"] == "staged":
+                    result.steps["files"] = "unchanged"
 
 
 def _change(run: Deployment, recap: Recap, plans: dict[str, HostPlan]) -> Recap:

@@ -163,6 +163,7 @@ class Rollout:
                 apply.commit(target.remote, plan.deferred, self.stamp)  # staged by prepare
                 self.staged[name] -= set(plan.deferred)
                 self.pushed[name] += plan.deferred
+                self.results[name].steps["files"] = "changed"
                 self.say(target, f"wrote {', '.join(plan.deferred)} (with heartbeat "
                                  "stopped, for its restart)")
             verb = "restarting" if plan.facts.running else "starting"

@@ -418,6 +418,9 @@ def test_rollback_when_the_new_files_do_not_come_up(serving: Lab, tmp_path: Path
     assert "[haproxy1] took haproxy1 back (hb_takeover all)" in result.stdout, said
     assert any(row.split()[:2] == ["haproxy1", "haproxy1"] and row.endswith(FLOATING_IP)
                for row in result.stdout.splitlines()), said
+    # and its files, staged for its restart and never put in place, are said unchanged
+    assert any(row.split()[:4] == ["haproxy1", "haproxy1", "ok", "unchanged"]
+               for row in result.stdout.splitlines()), said
     assert ssh(lab, "haproxy2", "pgrep -f '[R]esourceManager takegroup' || true").stdout == ""
     assert {n: ssh(lab, n, FILES).stdout for n in NODES} == before
     settle(lab)
