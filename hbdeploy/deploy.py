@@ -531,8 +531,10 @@ def _deploy(run: Deployment, recap: Recap, check: bool,
             if left:
                 _parallel(lambda t: apply.discard(t.remote, sorted(run.staged[t.node.name])),
                           left)
-            for target in left:  # the table says what is in place (a holder's handover
-                result = run.results[target.node.name]  # failed: its files were kept)
+            # The table says what is in place: files staged for a restart that never came
+            # (a holder whose handover failed) were removed, the old ones kept.
+            for target in left:
+                result = run.results[target.node.name]
                 if result.steps["files"] == "staged":
                     result.steps["files"] = "unchanged"
 
