@@ -120,9 +120,12 @@ def lab() -> Iterator[Lab]:
     assert not left, f"lab.down left behind: {left}"
 
 
-JOURNAL = ("journalctl -q --no-pager -o short-precise --since -4min "
+# From the start of the failed phase (5 s before it), 400 lines at most: with 80 from the
+# last 4 minutes, a CI failure's dump began after what went wrong (a three-node bootstrap:
+# the peers' lines from the moment the new node started were cut off).
+JOURNAL = ("journalctl -q --no-pager -o short-precise --since @{since} "
            "-u heartbeat -u hbdeploy-guard -t heartbeat -t ipfail -t ResourceManager "
-           "| grep -v 'Pam\\|sshd\\|SIGCHLD\\|Auto failback delayed\\|: debug: ' | tail -n 80")
+           "| grep -v 'Pam\\|sshd\\|SIGCHLD\\|Auto failback delayed\\|: debug: ' | tail -n 400")
 
 
 # What refused a connection: sshd's and PAM's lines, without the sessions opened and closed.
@@ -142,7 +145,8 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo) -> Itera
         return
     for machine in lab.machines():
         try:
-            got = ssh(lab, machine.name, JOURNAL, check=False, timeout=20)
+            got = ssh(lab, machine.name, JOURNAL.format(since=int(call.start) - 5),
+                      check=False, timeout=20)
             text = got.stdout or f"(nothing: exit {got.returncode}, {got.stderr.strip()!r})"
         except (subprocess.SubprocessError, OSError) as exc:
             text = f"(no journal: {exc})"
