@@ -6,6 +6,7 @@ import sys
 
 from fabric import Config, Executor
 from fabric.main import Fab
+from invoke.exceptions import Exit
 
 from . import __version__
 from .cli import end_runs_cleanly_on_signals
@@ -31,6 +32,15 @@ class Program(Fab):
     def run(self, argv: list[str] | None = None, exit: bool = True) -> None:
         end_runs_cleanly_on_signals()
         super().run(help_first(sys.argv if argv is None else argv), exit)
+
+    def update_config(self) -> None:
+        """Fabric's, with a missing ``-S`` file said in one line: Fabric raises
+        FileNotFoundError for it, a traceback (`fab` itself still does)."""
+        try:
+            super().update_config()
+        except FileNotFoundError as exc:
+            raise Exit(f"error: the ssh config file {exc.filename} (-S/--ssh-config) does not "
+                       "exist", code=2) from None
 
 
 program = Program(

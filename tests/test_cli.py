@@ -92,6 +92,16 @@ def test_errors_are_one_line_no_traceback(tmp_path: Path, args: list[str]) -> No
     assert result.stderr.strip().splitlines()[0].split(":")[0] in ("config error", "error")
 
 
+def test_a_missing_ssh_config_is_one_line(tmp_path: Path) -> None:
+    """Fabric raises FileNotFoundError for a -S file that is not there: a traceback."""
+    result = run(hbdeploy(), "-S", str(tmp_path / "nosuch"), "-H", "a", "deploy",
+                 "--cluster", str(CUSTOM), cwd=tmp_path)
+    assert result.returncode == 2, result.stderr
+    assert "Traceback" not in result.stderr
+    assert result.stderr.strip() == (f"error: the ssh config file {tmp_path / 'nosuch'} "
+                                     "(-S/--ssh-config) does not exist")
+
+
 def test_templates_found_from_the_installed_package(tmp_path: Path) -> None:
     code = ("from hbdeploy.render import render_node; from hbdeploy.config import load_cluster;"
             f"print(render_node(load_cluster({str(CUSTOM)!r}), 'haproxy1')['ha.cf'].content)")
