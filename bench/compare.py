@@ -138,6 +138,9 @@ def compare(figures: Figures, lab: Lab, work: Path, nodes: int, reps: int, cold_
             for line in out.splitlines():
                 if line.startswith(("repaired:", "remote commands:")):
                     say(f"  {line}")
+    if not cold_reps:  # no cold run booted a lab of this size: a fresh one, deployed below
+        lab.down()
+        lab.up(nodes=nodes)
     # The cluster is now Ansible's: hbdeploy's first run adds its supervision and firewall
     # chain, Ansible's first adds its INPUT rules; from then on neither changes anything.
     timed(hb_argv)
