@@ -39,6 +39,8 @@ class Program(Fab):
         try:
             super().update_config()
         except FileNotFoundError as exc:
+            if exc.filename != self.args["ssh-config"].value:
+                raise
             raise Exit(f"error: the ssh config file {exc.filename} (-S/--ssh-config) does not "
                        "exist", code=2) from None
 
