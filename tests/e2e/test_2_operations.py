@@ -251,6 +251,18 @@ def journal_has(lab: Lab, node: str, text: str) -> bool:
                check=False).returncode == 0
 
 
+def drop_a_request(lab: Lab, sender: str, stuck: str) -> None:
+    """``sender`` asks a standby that ``stuck`` agrees to, then is killed and comes back
+    within deadtime (as after a split brain): ``stuck`` waits on it for heartbeat's hour."""
+    pid = ssh(lab, sender, "systemctl show -p MainPID --value heartbeat").stdout
+    ssh(lab, sender, DROPPED_REQUEST)
+    poll(lambda: journal_has(lab, stuck, f"{sender} wants to go standby [none]"), 10)
+    ssh(lab, sender, "kill -9 $(systemctl show -p MainPID --value heartbeat.service)")
+    poll(lambda: ssh(lab, sender, "systemctl show -p MainPID --value heartbeat"
+                     ).stdout not in ("", "0", pid), 20)
+    poll(lambda: journal_has(lab, stuck, f"Heartbeat restart on node {sender}"), 20)
+
+
 def test_a_standby_exchange_dropped_by_a_restart_is_ended(serving: Lab) -> None:
     """CI (test_4): haproxy1 restarted while haproxy2, holding the group, waited on a standby
     exchange with it; heartbeat made haproxy2 wait an hour (no failback, every hb_takeover
@@ -260,10 +272,7 @@ def test_a_standby_exchange_dropped_by_a_restart_is_ended(serving: Lab) -> None:
     result = cli(lab, "standby", "haproxy1", "--cluster", str(LAB_CLUSTER), hosts=None)
     assert result.returncode == 0, result.stdout + result.stderr
     assert http_name(FLOATING_IP) == "haproxy2"
-    ssh(lab, "haproxy1", DROPPED_REQUEST)
-    poll(lambda: journal_has(lab, "haproxy2", "haproxy1 wants to go standby [none]"), 10)
-    ssh(lab, "haproxy1", "kill -9 $(systemctl show -p MainPID --value heartbeat.service)")
-    poll(lambda: journal_has(lab, "haproxy2", "Heartbeat restart on node haproxy1"), 20)
+    drop_a_request(lab, "haproxy1", "haproxy2")
     poll(lambda: status(lab)[1]["nodes"][0]["peers"] == {"haproxy2": "active"}, 30)
     ssh(lab, "haproxy1", "/usr/share/heartbeat/hb_takeover local")
     poll(lambda: journal_has(lab, "haproxy2", "seconds left]"), 10)  # ignored: it waits
@@ -291,12 +300,7 @@ def test_a_holder_stuck_on_a_dropped_exchange_is_freed_before_it_is_asked(servin
     node is freed first, and the one request is acted on."""
     lab = serving
     assert http_name(FLOATING_IP) == "haproxy1"
-    pid = ssh(lab, "haproxy2", "systemctl show -p MainPID --value heartbeat").stdout
-    ssh(lab, "haproxy2", DROPPED_REQUEST)
-    poll(lambda: journal_has(lab, "haproxy1", "haproxy2 wants to go standby [none]"), 10)
-    ssh(lab, "haproxy2", "kill -9 $(systemctl show -p MainPID --value heartbeat.service)")
-    poll(lambda: ssh(lab, "haproxy2", "systemctl show -p MainPID --value heartbeat"
-                     ).stdout not in ("", "0", pid), 20)
+    drop_a_request(lab, "haproxy2", "haproxy1")
     poll(lambda: any("standby exchange its peer dropped" in p
                      for p in status(lab)[1]["problems"]), 40)
     with traffic_to(FLOATING_IP) as traffic:
