@@ -61,9 +61,9 @@ def haresources_key(text: str) -> tuple[str, ...]:
     return tuple(lines("\n".join(joined)))
 
 
-# The host's side of authkeys_digest: a shell pipeline reading the file on stdin.
-AUTHKEYS_DIGEST_SH = ("awk 'NF && $1 !~ /^#/ { $1 = $1; print }' | LC_ALL=C sort | sha256sum "
-                      "| cut -d' ' -f1")
+# The host's side of authkeys_digest: a shell pipeline reading the file on stdin; the
+# digest is the first word of what it prints (sha256sum's line).
+AUTHKEYS_DIGEST_SH = "awk 'NF && $1 !~ /^#/ { $1 = $1; print }' | LC_ALL=C sort | sha256sum"
 
 
 def authkeys_digest(text: str) -> str:

@@ -22,14 +22,20 @@ from .render import FILES
 
 MANAGED_DIR = "/etc/ha.d"
 
-# POSIX sh; every section prints "key<TAB>value" lines. It only reads. About 55 processes
+# POSIX sh; every section prints "key<TAB>value" lines. It only reads. About 50 processes
 # (it was 88: one sha256sum and one stat for every file it tracks, builtins where a process
-# did nothing more); each costs about 1 ms on a lab node, and a whole probe with a
-# 2-node cluster's view about 55 ms of CPU. HEAD runs before the probe's two branches
+# did nothing more); each costs about 1 ms on a lab node, and a whole probe of a 4-node
+# cluster's node about 50 ms of CPU. HEAD runs before the probe's two branches
 # (probe() below), which both use the node's name.
 HEAD = r"""LC_ALL=C; export LC_ALL
 p() { printf '%s\t%s\n' "$1" "$2"; }
 node=; read -r node 2>/dev/null </proc/sys/kernel/hostname || node=$(uname -n)
+"""
+# What both branches of a cluster's probe read, read once before they start: the node's
+# addresses and its clock (one process each rather than two; CPU is what a many-node run
+# on few cores waits for).
+SHARED = r"""addrs=$(ip -o -4 addr show 2>/dev/null)
+now=$(date +%s)
 """
 PROBE = (r"""
 p uname "$node"
@@ -50,7 +56,7 @@ stat -c '%n %a %U' /etc/ha.d/ha.cf /etc/ha.d/haresources /etc/ha.d/authkeys 2>/d
 # What the files say, for plan's "only comments changed" (equivalence.py); authkeys as a
 # digest of its sorted lines, so the key never leaves the host.
 for f in ha.cf haresources; do [ -f /etc/ha.d/$f ] && p "text_$f" "$(base64 -w0 < /etc/ha.d/$f)"; done
-[ -f /etc/ha.d/authkeys ] && p norm_authkeys "$( (__AUTHKEYS_DIGEST__) < /etc/ha.d/authkeys)"
+[ -f /etc/ha.d/authkeys ] && { d=$( (__AUTHKEYS_DIGEST__) < /etc/ha.d/authkeys); p norm_authkeys "${d%% *}"; }
 __KEYRING__
 # heartbeat's unit, the guard's and the firewall's (where its unit file is): one call
 fw=; [ -f __UNIT__ ] && fw=yes
@@ -66,8 +72,8 @@ $0 == "" { out(); next }
 $1 == "Id" { id = $2 } $1 == "ActiveState" { a = $2 } $1 == "UnitFileState" { e = $2 }
 $1 == "MainPID" { pid = $2 }
 END { out() }'
-# The node's IPv4 addresses (the view and the floating IPs read them on their own, beside).
-addrs=$(ip -o -4 addr show 2>/dev/null)
+# The node's IPv4 addresses (SHARED read them already, when there is a cluster).
+[ -n "${addrs+set}" ] || addrs=$(ip -o -4 addr show 2>/dev/null)
 while read -r _ dev _ addr _; do [ -n "$addr" ] && p addr "$dev ${addr%/*}"; done <<EOF_ADDRS
 $addrs
 EOF_ADDRS
@@ -80,7 +86,8 @@ command -v iptables >/dev/null 2>&1 && p fw_tool iptables
 command -v iptables-restore >/dev/null 2>&1 && p fw_tool iptables-restore
 command -v nft >/dev/null 2>&1 && p fw_tool nft
 if [ -f __SCRIPT__ ]; then
-  p fw_backend "$(sed -n 's/^__MARK__//p' __SCRIPT__)"
+  b=; while IFS= read -r l; do case $l in "__MARK__"*) b=${l#"__MARK__"}; break ;; esac; done <__SCRIPT__
+  p fw_backend "$b"
   if sh __SCRIPT__ check >/dev/null 2>&1; then p fw_check ok; else p fw_check differs; fi
 fi
 __LOCK__
@@ -151,7 +158,7 @@ def probe(cluster: Cluster | None = None, node: str = "", announce: bool = False
     # cl_status questions mostly wait for heartbeat's answers (status.py), the facts are
     # work for the CPU. The view's lines go through a pipe and follow the facts' (cat),
     # so no line of one is cut by a line of the other.
-    return (HEAD + "{\naddrs=$(ip -o -4 addr show 2>/dev/null)\n" + status_part + "\n"
+    return (HEAD + SHARED + "{\n" + status_part + "\n"
             + floating + "} | {\n" + PROBE.replace("__TOOLS__", tools) + "cat\n}\n")
 
 

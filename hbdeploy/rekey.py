@@ -55,7 +55,7 @@ PROBE = r"""
 if [ -f /etc/ha.d/authkeys ]; then
   awk 'NF && $1 !~ /^#/ { print $1, $2, $3 }' /etc/ha.d/authkeys | while read -r n m k; do
     if [ "$n" = auth ]; then p auth_using "$m"
-    else p authkey "$n $m $(printf '%s%s' __SALT__ "$k" | sha256sum | cut -d' ' -f1)"; fi
+    else d=$(printf '%s%s' __SALT__ "$k" | sha256sum); p authkey "$n $m ${d%% *}"; fi
   done
 fi
 """.replace("__SALT__", SALT)

@@ -49,7 +49,7 @@ def test_haresources_continuations_and_order() -> None:
 def test_the_hosts_authkeys_digest_matches() -> None:
     text = "# managed\nauth 1\n\n1   sha1 s3cret#x\n"
     got = subprocess.run(["sh", "-c", equivalence.AUTHKEYS_DIGEST_SH], input=text,
-                         capture_output=True, text=True, check=True).stdout.strip()
+                         capture_output=True, text=True, check=True).stdout.split()[0]
     assert got == equivalence.authkeys_digest(text) == equivalence.authkeys_digest(
         "1 sha1 s3cret#x\nauth 1\n")
     assert got != equivalence.authkeys_digest("auth 1\n1 sha1 s3cret\n")
