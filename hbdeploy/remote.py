@@ -66,9 +66,9 @@ def tcp_socket(host: str, port: int, timeout: float | None) -> socket.socket:
 
 class PromptRunner(FabricRunner):
     """Fabric's runner, woken the moment the command's exit status arrives (paramiko sets
-    an event) instead of looking every 10 ms (invoke's ``input_sleep``): a command that
-    does nothing took 11.3 ms before, and 10 ms of every command were that sleep when it
-    ended sooner (cProfile, lab)."""
+    an event) instead of looking every 10 ms (invoke's ``input_sleep``): in the lab a
+    command that does nothing took 11.3 ms with invoke's, 3.3 ms with this one. Remote
+    sets it on its connection's config where that names Fabric's own runner."""
 
     def wait(self) -> None:
         while not (self.process_is_finished or self.has_dead_threads):
