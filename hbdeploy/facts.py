@@ -60,24 +60,34 @@ for f in ha.cf haresources; do [ -f /etc/ha.d/$f ] && p "text_$f" "$(base64 -w0 
 __KEYRING__
 # heartbeat's unit, the guard's and the firewall's (where its unit file is): one call
 fw=; [ -f __UNIT__ ] && fw=yes
-systemctl show -p Id -p ActiveState -p UnitFileState -p MainPID heartbeat.service \
-    __GUARD_UNIT__ __FW_UNIT__ 2>/dev/null | awk -F= -v fw="$fw" '
-function out() {
-  if (id == "heartbeat.service") printf "hb_active\t%s\nhb_enabled\t%s\nhb_pid\t%s\n", a, e, pid
-  else if (id == "__GUARD_UNIT__") printf "guard_active\t%s\nguard_enabled\t%s\n", a, e
-  else if (id == "__FW_UNIT__" && fw == "yes") printf "fw_unit\t%s\n", e
-  id = a = e = pid = ""
+unit() {  # one unit's block of `systemctl show`, read below
+  case $id in
+    heartbeat.service) p hb_active "$a"; p hb_enabled "$e"; p hb_pid "$pid" ;;
+    __GUARD_UNIT__) p guard_active "$a"; p guard_enabled "$e" ;;
+    __FW_UNIT__) [ "$fw" = yes ] && p fw_unit "$e" ;;
+  esac
+  id=; a=; e=; pid=
 }
-$0 == "" { out(); next }
-$1 == "Id" { id = $2 } $1 == "ActiveState" { a = $2 } $1 == "UnitFileState" { e = $2 }
-$1 == "MainPID" { pid = $2 }
-END { out() }'
+systemctl show -p Id -p ActiveState -p UnitFileState -p MainPID heartbeat.service \
+    __GUARD_UNIT__ __FW_UNIT__ 2>/dev/null | {
+  id=; a=; e=; pid=
+  while IFS= read -r l; do
+    case $l in
+      "") unit ;; Id=*) id=${l#*=} ;; ActiveState=*) a=${l#*=} ;;
+      UnitFileState=*) e=${l#*=} ;; MainPID=*) pid=${l#*=} ;;
+    esac
+  done
+  unit
+}
 # The node's IPv4 addresses (SHARED read them already, when there is a cluster).
 [ -n "${addrs+set}" ] || addrs=$(ip -o -4 addr show 2>/dev/null)
 while read -r _ dev _ addr _; do [ -n "$addr" ] && p addr "$dev ${addr%/*}"; done <<EOF_ADDRS
 $addrs
 EOF_ADDRS
-ip -o link show 2>/dev/null | while read -r _ dev _; do dev=${dev%:}; p link "${dev%%@*}"; done
+# The network interfaces: sysfs lists this namespace's (no process); else ip.
+if [ -d /sys/class/net/lo ]; then for l in /sys/class/net/*; do p link "${l##*/}"; done
+else ip -o link show 2>/dev/null | while read -r _ dev _; do dev=${dev%:}; p link "${dev%%@*}"; done
+fi
 if command -v ufw >/dev/null 2>&1 && ufw status 2>/dev/null | grep -q 'Status: active'; then p fw_active ufw; fi
 if command -v firewall-cmd >/dev/null 2>&1 && firewall-cmd --state >/dev/null 2>&1; then
   p fw_active firewalld; p fw_firewalld "$(firewall-cmd --version 2>/dev/null)"
