@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import logging
 import os
 import shlex
 import socket
@@ -30,6 +31,12 @@ TCP_USER_TIMEOUT = getattr(socket, "TCP_USER_TIMEOUT", 18)  # Linux
 
 
 TCP_QUICKACK = getattr(socket, "TCP_QUICKACK", None)  # Linux
+
+# paramiko logs a failed handshake from its transport thread, traceback included, at ERROR;
+# with no logging configured Python printed it on stderr (logging's last resort) above
+# hbdeploy's own one-line reason. A handler of paramiko's logger stops that; where logging
+# is configured the records still reach it.
+logging.getLogger("paramiko").addHandler(logging.NullHandler())
 
 
 class _QuickAckSocket(socket.socket):

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
+import socket
 import stat
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import pytest
@@ -100,6 +103,34 @@ def test_a_missing_ssh_config_is_one_line(tmp_path: Path) -> None:
     assert "Traceback" not in result.stderr
     assert result.stderr.strip() == (f"error: the ssh config file {tmp_path / 'nosuch'} "
                                      "(-S/--ssh-config) does not exist")
+
+
+def test_a_host_that_is_not_ssh_is_one_line_no_traceback(tmp_path: Path) -> None:
+    """A port that accepts and hangs up (a local socket): paramiko's transport thread logged
+    its traceback on stderr before hbdeploy's own line."""
+    server = socket.create_server(("127.0.0.1", 0))
+    port = server.getsockname()[1]
+
+    def hang_up() -> None:
+        with contextlib.suppress(OSError):
+            while True:
+                server.accept()[0].close()
+
+    threading.Thread(target=hang_up, daemon=True).start()
+    known = tmp_path / "known_hosts"
+    known.write_text("")
+    config = tmp_path / "ssh_config"
+    config.write_text(f"Host haproxy1\n  HostName 127.0.0.1\n  Port {port}\n  User root\n"
+                      f"  UserKnownHostsFile {known}\n")
+    try:
+        result = run(hbdeploy(), "-S", str(config), "-H", "haproxy1", "deploy", "--cluster",
+                     str(ROOT / "examples" / "lab.yml"), cwd=tmp_path)
+    finally:
+        server.close()
+    assert result.returncode != 0
+    assert "Traceback" not in result.stderr and "Exception" not in result.stderr, result.stderr
+    assert "no host was changed" in result.stderr
+    assert "haproxy1: ssh error: Error reading SSH protocol banner" in result.stderr
 
 
 def test_templates_found_from_the_installed_package(tmp_path: Path) -> None:
