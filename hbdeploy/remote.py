@@ -28,8 +28,6 @@ DEFAULT_KNOWN_HOSTS = ("~/.ssh/known_hosts", "~/.ssh/known_hosts2")
 KEEPALIVE = 5  # seconds between SSH keepalives
 DEAD_PEER = 20  # seconds without an acknowledgement before a connection counts as dead
 TCP_USER_TIMEOUT = getattr(socket, "TCP_USER_TIMEOUT", 18)  # Linux
-
-
 TCP_QUICKACK = getattr(socket, "TCP_QUICKACK", None)  # Linux
 
 # paramiko logs a failed handshake from its transport thread, traceback included, at ERROR;
