@@ -17,8 +17,8 @@ for a patience of its own before it acts:
 - auto_failback on and a group away from its active preferred node: ``hb_takeover local``
   on the preferred node (after 2 x deadtime; 6 x while a node reports its resources in
   transition, as heartbeat's own failback may be under way);
-- a node with a peer missing from its node list (heartbeat drops a new node it does not
-  hear from within about 10 s of its re-exec): ``hb_addnode`` there;
+- a node with a peer missing from its node list (a heartbeat that restarts takes its node
+  list from one peer, and drops what that peer does not list): ``hb_addnode`` there;
 - a node stuck in a standby exchange its peer dropped (it ignores every standby and
   failback for an hour): two standby "done" messages from a peer (standby_wedge.py).
 
@@ -113,16 +113,16 @@ def issues(cluster: Cluster, targets: list[Target], status: ClusterStatus) -> li
                 if peer not in views or state == "active":
                     continue
                 if state == "unknown" and (views[peer].heartbeat or views[peer].starting):
-                    # Not in its node list at all: heartbeat drops a new node it hears
-                    # nothing from for about 10 s after its re-exec, for good (bootstrap
-                    # under load, CI): heartbeat's hb_addnode puts it back.
+                    # Not in its node list at all: a heartbeat that (re)starts takes its
+                    # node list from one peer and drops what that peer does not list, for
+                    # good (rollout.Rollout._introduce): heartbeat's hb_addnode puts it back.
                     found.append(Issue(
                         f"forgot {view.node} {peer}", f"{view.node} has no {peer} in its "
                         "node list", patience=2 * deadtime,
                         repair=_run([target], f"{layout.HB_ADDNODE} {shlex.quote(peer)}"),
                         repair_text=f"{view.node} had dropped {peer} from its node list "
-                                    f"(heartbeat does so to a new node it does not hear "
-                                    f"from soon enough): hb_addnode {peer} there",
+                                    f"(a restarted heartbeat takes the list of a peer "
+                                    f"that lacked it): hb_addnode {peer} there",
                         actor=target))
                     continue
                 found.append(Issue(f"hears {view.node} {peer}",

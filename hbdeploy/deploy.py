@@ -130,6 +130,7 @@ class Deployment:
         self.pushed: dict[str, list[str]] = {t.node.name: [] for t in targets}
         self.staged: dict[str, set[str]] = {t.node.name: set() for t in targets}  # not in place
         self.applied: dict[str, str] = {}  # node -> "reload" | "restart" done in this run
+        self.introduced: list[str] = []  # nodes hb_addnode'd on the running nodes (nodelist)
         self.rotation: list[rekey.Pass] = []  # the password's passes (rekey.py), if any
         self.started = time.monotonic()
 

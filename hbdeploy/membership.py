@@ -9,10 +9,11 @@ from collections.abc import Sequence
 
 from fabric import Connection
 
-from . import equivalence, handover, layout, lock, spares, supervision
-from .apply import remove_firewall, remove_supervision, remove_sysctl, wait_until
+from . import equivalence, handover, lock, spares, supervision
+from .apply import remove_firewall, remove_supervision, remove_sysctl
 from .deploy import DeployError, Output, Recap, deploy_cluster
 from .model import Cluster
+from .nodelist import forget
 from .plan import HostPlan
 from .remote import Remote, RemoteError, verify_host_keys
 from .targets import match_targets
@@ -85,29 +86,6 @@ def _decommission(cluster: Cluster, remote: Remote, name: str, remaining: Sequen
         forget(cluster, [Remote(c, c.original_host or c.host) for c in remaining], node)
         out(f"[{name}] left the cluster")
     return recap
-
-
-def forget(cluster: Cluster, peers: Sequence[Remote], node: str) -> None:
-    """Make every peer drop ``node`` from heartbeat's node list (hb_delnode) for good.
-
-    The reload before this made heartbeat re-exec itself (awaited by the rollout); before
-    that was awaited, a re-exec after hb_delnode brought the node back once (CI), so it
-    must stay forgotten for deadtime + 2 s."""
-    stay = cluster.timings.deadtime.ms / 1000 + 2
-    for peer in peers:
-        since: list[float] = []
-
-        def forgotten(peer: Remote = peer, since: list[float] = since) -> bool:
-            code, _, _ = peer.run(
-                f"if cl_status listnodes 2>/dev/null | grep -qx {node}; then "
-                f"{layout.HB_DELNODE} {node} >/dev/null 2>&1; exit 1; fi", check=False)
-            if code != 0:
-                since.clear()
-                return False
-            since[:] = since or [time.monotonic()]
-            return time.monotonic() - since[0] >= stay
-
-        wait_until(f"{peer.label} forgetting {node} (hb_delnode)", forgotten, 30 + stay, 1.0)
 
 
 def _addresses(remote: Remote) -> list[str]:

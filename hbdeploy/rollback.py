@@ -6,7 +6,7 @@ from __future__ import annotations
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING
 
-from . import apply
+from . import apply, nodelist
 from .remote import RemoteError
 
 if TYPE_CHECKING:
@@ -16,11 +16,19 @@ if TYPE_CHECKING:
 
 def roll_back(run: Deployment) -> None:
     """Put the previous files back on every host this run wrote to, and make heartbeat
-    read them again where it had read the new ones (reload or restart, as it did)."""
+    read them again where it had read the new ones (reload or restart, as it did). A node
+    whose heartbeat this run started from stopped, with files it already had, is stopped
+    again (and disabled, when the run enabled it): it was no member before."""
     stopping = []
     for target in run.targets:
         name = target.node.name
         if not run.pushed[name]:
+            plan = run.plans.get(name)
+            if run.applied.get(name) == "restart" and plan and not plan.facts.running:
+                _cancel_pending_standby(run, target)
+                run.say(target, "heartbeat was not running before this run: stopping it"
+                        + (" (and disabling it, as it was)" if plan.enable else ""))
+                stopping.append(target)
             continue
         restored, removed = apply.restore(target.remote, run.pushed[name], run.stamp)
         how = run.applied.get(name)
@@ -29,7 +37,9 @@ def roll_back(run: Deployment) -> None:
         if removed:  # a node that had no configuration before this run: nothing to run
             run.say(target, f"removed the new {', '.join(removed)} (there was none before)"
                     + (f", restored the previous {', '.join(restored)}" if restored else "")
-                    + ("; stopping heartbeat" if how else ""))
+                    + ("; stopping heartbeat" if how else "")
+                    + (" (and disabling it, as it was)"
+                       if how and name in run.plans and run.plans[name].enable else ""))
             if how:
                 stopping.append(target)
             continue
@@ -44,10 +54,32 @@ def roll_back(run: Deployment) -> None:
                 apply.restart(target.remote)
         except RemoteError as exc:
             run.say(target, f"heartbeat with the previous files failed too: {exc}")
-    # Nodes that had no configuration served nothing before this run: stopped all at once.
+    # Nodes that had no configuration, or no heartbeat running, served nothing before this
+    # run: stopped all at once, and disabled where this run enabled heartbeat.
+    def stop(target: Target) -> None:
+        plan = run.plans.get(target.node.name)
+        verb = "disable --now" if plan and plan.enable else "stop"
+        target.remote.run(f"systemctl {verb} heartbeat.service", check=False, timeout=120)
+
     with ThreadPoolExecutor(max_workers=max(1, len(stopping))) as pool:
-        list(pool.map(lambda t: t.remote.run("systemctl stop heartbeat.service", check=False,
-                                             timeout=120), stopping))
+        list(pool.map(stop, stopping))
+    _forget_introduced(run)
+
+
+def _forget_introduced(run: Deployment) -> None:
+    """The nodes this run added to the running nodes' lists (rollout: hb_addnode) are
+    taken out again: the old ha.cf does not name them, but a node re-reading it takes the
+    list of a peer that still has them (nodelist.py), so only hb_delnode removes them."""
+    running = [t.remote for t in run.targets
+               if t.node.name in run.plans and run.plans[t.node.name].facts.running]
+    for node in run.introduced:
+        try:
+            nodelist.forget(run.cluster, running, node)
+        except RemoteError as exc:
+            run.out(f"could not take {node} out of the running nodes' node lists: {exc}")
+            continue
+        run.out(f"{node} taken out of the running nodes' node lists again (hb_delnode)")
+    run.introduced = []
 
 
 def _cancel_pending_standby(run: Deployment, target: Target) -> None:

@@ -7,10 +7,11 @@ configuration is at fault.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING
 
-from . import apply
+from . import apply, nodelist
 from .converge import config_fault
 from .errors import HbdeployError
 from .facts import peer_states
@@ -92,6 +93,8 @@ class Rollout:
         Only ha.cf/authkeys changed on a running node: reload (heartbeat re-reads them and
         keeps its resources). Otherwise restart; a node holding resources first hands them
         to a peer already updated and healthy (hb_standby), so they move once, on purpose.
+        Nodes joining a running cluster are first put in every running node's node list
+        (:meth:`_introduce`), and start after their running peers have re-read ha.cf.
         """
         was_running = {t.node.name for t in self.targets if plans[t.node.name].facts.running}
         expected_up = set(was_running)
@@ -109,20 +112,8 @@ class Rollout:
                 {t.node.name for t in order} == set(self.cluster.node_names)):
             self._start_together(order)
             return
-        # A node joining running peers that only reload (bootstrap): the peers are signalled
-        # and the new node is started at once, their settles waited for afterwards. A peer
-        # that re-executes itself with a new node in ha.cf and hears nothing from it for
-        # about ten seconds drops it from its node list for good, and the new node then
-        # never becomes active (seen in the lab whenever each peer's re-exec was awaited
-        # first).
-        # Not for `replace`: the spare is the preferred node of the dead node's groups, and
-        # a spare that started before its peer's re-exec left both with their resources "in
-        # flux" for good (the failback never came); it starts once the re-exec is done.
-        joining = self.run.command != "replace" and bool(was_running) and all(
-            plans[t.node.name].reload_only for t in order if t.node.name in was_running) and \
-            any(t.node.name not in was_running for t in order)
-        pending: list[tuple[Target, HostPlan, set[str], str | None]] = []
-        reloaded = self._rekey(order, plans, was_running, pending if joining else None)
+        self._introduce(order, plans, was_running)
+        reloaded = self._rekey(order, plans, was_running)
         for target in order:
             plan = plans[target.node.name]
             name = target.node.name
@@ -137,10 +128,7 @@ class Rollout:
                 self.applied[name] = "reload"
                 self.results[name].steps["service"] = "reloaded"
                 reexec = mark if "ha.cf" in plan.changed_files else None
-                if joining:
-                    pending.append((target, plan, peers, reexec))
-                else:
-                    self._settle(target, plan, peers, check_groups=True, reexec_mark=reexec)
+                self._settle(target, plan, peers, check_groups=True, reexec_mark=reexec)
                 done.append(target)
                 continue
             holding = self._held_by(target, self._held_floating(plan)) \
@@ -169,13 +157,46 @@ class Rollout:
             verb = "restarting" if plan.facts.running else "starting"
             self.say(target, f"{verb} heartbeat")
             self.applied[name] = "restart"
-            apply.restart(target.remote)
             self.results[name].steps["service"] = "changed"
             expected_up.add(name)
-            self._settle(target, plan, peers, check_groups=bool(was_running))
+            self._settle(target, plan, peers, check_groups=bool(was_running),
+                         start=lambda t=target: apply.restart(t.remote))
             done.append(target)
-        for target, plan, peers, reexec in pending:
-            self._settle(target, plan, peers, check_groups=True, reexec_mark=reexec)
+
+    def _introduce(self, order: list[Target], plans: dict[str, HostPlan],
+                   was_running: set[str]) -> None:
+        """Nodes about to start that a running node does not list yet join every running
+        node's node list first, with heartbeat's ``hb_addnode`` — before any running node
+        re-reads ha.cf.
+
+        A heartbeat that (re)starts asks one peer for the node list (reqnodes) and takes
+        its answer as the truth: a node missing from it is removed ("Removing node [..]
+        from configuration") and its packets are refused ("bad node") from then on. A
+        running node that re-executes with the new ha.cf and asks a peer that has not
+        re-read it yet therefore drops the new node, and the peer that asks it next drops
+        it too (heartbeat 3.0.6's heartbeat.c; a CI run, 1 bootstrap in about 15). With
+        one running node nobody holds an old list, so only two or more need this.
+        """
+        if len(was_running) < 2:
+            return
+        joining = {t.node.name for t in order if t.node.name not in was_running}
+        running = [t for t in self.targets if t.node.name in was_running]
+        unlisted = sorted({peer for t in running
+                           for peer, state in peer_states(self.cluster, t.node.name,
+                                                          plans[t.node.name].facts).items()
+                           if state == "unknown" and peer in joining})
+        if not unlisted:
+            return
+        self.say(running[0], f"adding {', '.join(unlisted)} to the running nodes' node lists "
+                             f"(hb_addnode), before any of them re-reads ha.cf")
+        self.run.introduced = unlisted
+        try:
+            nodelist.introduce([t.remote for t in running], unlisted)
+        except RemoteError as exc:
+            self.say(running[0], f"FAILED: {exc}")
+            roll_back(self.run)
+            raise RolloutError(f"{exc}: previous files restored on every host, no running "
+                               "node re-read them") from None
 
     def _start_together(self, order: list[Target]) -> None:
         """A new cluster (heartbeat runs on none of its nodes, all are targets) starts on
@@ -200,8 +221,7 @@ class Rollout:
             self._settle(target, self.plans[target.node.name], names - {target.node.name},
                          check_groups=False, booting=True)
 
-    def _rekey(self, order: list[Target], plans: dict[str, HostPlan], was_running: set[str],
-               pending: list[tuple[Target, HostPlan, set[str], str | None]] | None
+    def _rekey(self, order: list[Target], plans: dict[str, HostPlan], was_running: set[str]
                ) -> set[str]:
         """A new password first reaches every running node by reload, back to back.
 
@@ -210,8 +230,7 @@ class Rollout:
         seconds after the signal, which is when the new key is read too): one node at a
         time would leave the first deaf to the others for longer than deadtime. Waiting
         for a restarted node to see peers that still use the old key would never end.
-        Returns the nodes reloaded here. With ``pending`` (a node is joining), their
-        settles are appended to it instead of waited for here.
+        Returns the nodes reloaded here.
         """
         rekey = [t for t in order if t.node.name in was_running
                  and "authkeys" in plans[t.node.name].changed_files]
@@ -231,23 +250,24 @@ class Rollout:
             peers = was_running - {target.node.name}
             rewritten = "ha.cf" in plan.changed_files and "ha.cf" not in plan.deferred
             reexec = marks[target.node.name] if rewritten else None
-            if pending is not None:
-                pending.append((target, plan, peers, reexec))
-            else:
-                self._settle(target, plan, peers, check_groups=True, reexec_mark=reexec)
+            self._settle(target, plan, peers, check_groups=True, reexec_mark=reexec)
         return {t.node.name for t in rekey}
 
     def _settle(self, target: Target, plan: HostPlan, peers: set[str],
                 check_groups: bool, booting: bool = False,
-                reexec_mark: str | None = None) -> None:
+                reexec_mark: str | None = None, start: Callable[[], None] | None = None
+                ) -> None:
         """Wait until ``target`` is healthy (after a reload that changed ha.cf, first for
-        heartbeat's re-exec: ``reexec_mark``); else stop the rollout before the next host.
+        heartbeat's re-exec: ``reexec_mark``; ``start``: heartbeat's (re)start, run first);
+        else stop the rollout before the next host.
 
         The files are rolled back only when the new configuration is at fault: heartbeat
         does not run with it, or its journal blames it (converge.config_fault). A node that
         runs and is merely slow to see its peers keeps them: a rerun goes on from there.
         """
         try:
+            if start is not None:
+                start()
             if reexec_mark is not None:
                 freed = apply.await_reexec(target.remote, reexec_mark)
                 if freed:
@@ -358,17 +378,29 @@ class Rollout:
             wait_ms += t.initdead.ms  # heartbeat's own wait for its peers after a start
         deadline = wait_ms / 1000 + 15
 
+        last = [""]  # what was wrong at the last look, for the error
+
         def healthy() -> bool:
             view = node_view(self.cluster, target.node.name, target.remote)
-            if not (view.heartbeat and all(view.peers.get(p) == "active" for p in peers)):
+            if not view.heartbeat:
+                last[0] = f"heartbeat not answering cl_status (systemd: {view.unit or '?'})"
+                return False
+            if not all(view.peers.get(p) == "active" for p in peers):
+                last[0] = "sees " + ", ".join(f"{p} {view.peers.get(p, '?')}"
+                                              for p in peers_sorted)
                 return False
             if check_groups:
                 groups = snapshot(self.cluster, self.targets).groups
+                last[0] = f"groups: {holders_text(groups)}"
                 return all(len(groups[g]) == 1 for g in self.placed_before if g in groups)
             return True
 
-        apply.wait_until(f"{target.host}: heartbeat up and peers "
-                         f"{', '.join(peers_sorted) or '(none yet)'} active", healthy, deadline)
+        try:
+            apply.wait_until(f"{target.host}: heartbeat up and peers "
+                             f"{', '.join(peers_sorted) or '(none yet)'} active", healthy,
+                             deadline)
+        except RemoteError as exc:
+            raise RemoteError(f"{exc} (last seen: {last[0]})") from None
         self.say(target, "heartbeat up" + (f", sees {', '.join(peers_sorted)} active"
                                            if peers_sorted else ""))
 

@@ -431,20 +431,62 @@ def test_rollback_when_the_new_files_do_not_come_up(serving: Lab, tmp_path: Path
     assert status(lab)[0] == 0
 
 
+THREE = ("  haproxy2: 10.213.0.12\n", "  haproxy2: 10.213.0.12\n  haproxy3: 10.213.0.13\n")
+FAIL_START = "/etc/systemd/system/heartbeat.service.d/zz-test-fail.conf"
+
+
+def test_a_bootstrap_that_fails_takes_the_new_node_out_of_the_lists(serving: Lab,
+                                                                     tmp_path: Path) -> None:
+    """heartbeat cannot start on haproxy3 (a drop-in of this test's): the files are rolled
+    back, the pair keeps its floating IP, and the running nodes, which had listed haproxy3
+    (hb_addnode) and re-read their old ha.cf, list it no more (hb_delnode)."""
+    lab = serving
+    settle(lab)
+    three = variant(tmp_path, "three.yml", THREE)
+    ssh(lab, "haproxy3", f"mkdir -p {FAIL_START.rsplit('/', 1)[0]} && printf "
+                         f"'[Service]\\nExecStartPre=/bin/false\\n' > {FAIL_START} && "
+                         "systemctl daemon-reload")
+    try:
+        with HolderWatch(lab, FLOATING_IP) as watch:
+            result = cli(lab, "bootstrap", "--cluster", str(three), hosts="haproxy3")
+    finally:
+        ssh(lab, "haproxy3", f"rm -f {FAIL_START}; systemctl daemon-reload")
+    said = result.stdout + result.stderr
+    assert result.returncode == 1, said
+    assert "hb_addnode" in said and "previous files restored on every host" in said, said
+    assert "haproxy3 taken out of the running nodes' node lists again" in said, said
+    for node in NODES:
+        assert "haproxy3" not in ssh(lab, node, "cl_status listnodes").stdout.split(), node
+    # stopped and disabled again: the drop-in gone, systemd must not start it ("failed":
+    # its last start failed)
+    active, enabled = ssh(lab, "haproxy3", "systemctl is-active heartbeat; systemctl "
+                                           "is-enabled heartbeat", check=False).stdout.split()
+    assert active in ("inactive", "failed") and enabled == "disabled", (active, enabled)
+    assert watch.samples and set(watch.samples) == {("haproxy1",)}, "the IP never moved"
+    poll(lambda: status(lab)[0] == 0, 60)
+
+
 def test_bootstrap_a_hot_spare_then_decommission(serving: Lab, tmp_path: Path) -> None:
     lab = serving
     settle(lab)
-    three = variant(tmp_path, "three.yml", ("  haproxy2: 10.213.0.12\n",
-                                            "  haproxy2: 10.213.0.12\n  haproxy3: 10.213.0.13\n"))
+    three = variant(tmp_path, "three.yml", THREE)
     # The probe waits up to 0.5 s for each answer: a floating IP that goes away never
     # answers, while the install on haproxy3 and heartbeat's restarts (at realtime priority)
     # slow answers on the 2 cores the nodes share (one probe of 0.16 s failed once in a
     # fresh-clone run, no node's heartbeat journal showing any resource action; the
     # HolderWatch below checks from the nodes' namespaces that the IP never moved).
+    since = ssh(lab, "haproxy1", "date +%s").stdout.strip()
     with (HttpProbe(FLOATING_IP, interval=0.04, timeout=0.5) as traffic,
           HolderWatch(lab, FLOATING_IP) as watch):
         result = cli(lab, "bootstrap", "--cluster", str(three), hosts="haproxy3")
     assert result.returncode == 0, result.stdout + result.stderr
+    # The running nodes listed haproxy3 (hb_addnode) before either re-read ha.cf: a re-exec
+    # that asks a peer still on the old node list drops the new node ("Removing node").
+    assert "hb_addnode" in result.stdout, result.stdout
+    for node in NODES:
+        dropped = ssh(lab, node, f"journalctl -u heartbeat --since @{since} -o cat "
+                                 "| grep -c 'Removing node' || true").stdout.strip()
+        assert dropped == "0", f"{node} dropped a node during the bootstrap"
     assert traffic.failures == 0 and traffic.servers() == {"haproxy1"}, (
         f"unanswered probes sent at {traffic.failed_at()} s of {len(traffic.answers)} "
         f"({traffic.stopped - traffic.started:.1f} s), holders seen {set(watch.samples)}, "
@@ -454,9 +496,10 @@ def test_bootstrap_a_hot_spare_then_decommission(serving: Lab, tmp_path: Path) -
     assert code == 0, report
     assert all(set(n["peers"].values()) == {"active"} and len(n["peers"]) == 2
                for n in report["nodes"])
-    # heartbeat drops a new node it does not hear from soon enough after its re-exec, for
-    # good (CI, under load: "bad node [haproxy3]"); made to happen here with its own
-    # hb_delnode, haproxy3 stopped meanwhile: a deploy puts it back with hb_addnode.
+    # A node missing from a peer's node list for good ("bad node [haproxy3]": a peer that
+    # restarted and took its node list from one that did not list it yet); made to happen
+    # here with heartbeat's own hb_delnode, haproxy3 stopped meanwhile: a deploy puts it
+    # back with hb_addnode.
     ssh(lab, "haproxy3", "systemctl stop heartbeat")
     poll(lambda: ssh(lab, "haproxy2", "cl_status nodestatus haproxy3", check=False
                      ).stdout.strip() == "dead", 30)
@@ -495,8 +538,7 @@ def test_three_nodes_cut_primary_lands_on_a_spare(serving: Lab, tmp_path: Path) 
     need its runbook after this (docs/operations.md); the lab is torn down afterwards."""
     lab = serving
     settle(lab)  # the drill before this healed a partition
-    three = variant(tmp_path, "three.yml", ("  haproxy2: 10.213.0.12\n",
-                                            "  haproxy2: 10.213.0.12\n  haproxy3: 10.213.0.13\n"))
+    three = variant(tmp_path, "three.yml", THREE)
     result = cli(lab, "bootstrap", "--cluster", str(three), hosts="haproxy3")
     assert result.returncode == 0, result.stdout + result.stderr
     poll(lambda: status(lab, three)[0] == 0, 60)
