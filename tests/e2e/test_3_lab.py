@@ -47,6 +47,12 @@ def test_nodes_boot_and_answer_ssh_with_checked_host_keys(lab: Lab) -> None:
         assert state.stdout.strip() in ("running", "degraded"), state.stdout
     keys = {m.host_public_key() for m in machines}
     assert len(keys) == len(machines), "every node has host keys of its own"
+    # their disks are in RAM (docs/lab.md, "Disks"), each node's overlay on the lab's tmpfs
+    mounts = [line.split() for line in Path("/proc/self/mounts").read_text().splitlines()]
+    assert [m[2] for m in mounts if m[1] == str(lab.disks)] == ["tmpfs"]
+    for m in machines:
+        assert f"upperdir={lab.disks}/{m.name}/upper" in next(
+            f[3] for f in mounts if f[1] == str(m.root))
 
 
 def test_a_wrong_host_key_is_refused(lab: Lab, tmp_path) -> None:
