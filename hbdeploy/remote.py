@@ -20,6 +20,7 @@ from pathlib import Path
 import paramiko
 from fabric import Config, Connection
 from fabric.runners import Remote as FabricRunner
+from fabric.runners import Result
 from invoke.exceptions import CommandTimedOut, UnexpectedExit
 
 from .errors import HbdeployError
@@ -78,6 +79,20 @@ class PromptRunner(FabricRunner):
     def wait(self) -> None:
         while not (self.process_is_finished or self.has_dead_threads):
             self.channel.status_event.wait(0.05)  # the timeout: a dead IO thread
+
+    def start(self, command: str, shell: str, env: dict, timeout: float | None = None) -> None:
+        """Fabric's start; a failure to open the session, before anything of the command
+        was sent (Fabric's first step), raises SessionNotOpened: safe to run again."""
+        try:
+            super().start(command, shell, env, timeout=timeout)
+        except (paramiko.SSHException, EOFError, OSError) as exc:
+            if getattr(self, "channel", None) is None:
+                raise SessionNotOpened(exc) from exc
+            raise
+
+
+class SessionNotOpened(Exception):
+    """The SSH session for a command could not be opened: the command was not sent."""
 
 
 class RemoteError(HbdeployError):
@@ -177,11 +192,17 @@ class Remote:
         kwargs = {"hide": True, "warn": True, "timeout": timeout,
                   "in_stream": io.StringIO(stdin) if stdin is not None else False}
         try:
-            self._notice_a_dead_peer()
-            if self.is_root:
-                result = self.connection.run(command, **kwargs)
-            else:
-                result = self.connection.sudo(command, **kwargs)
+            try:
+                result = self._run_once(command, kwargs)
+            except SessionNotOpened:
+                # The connection was gone (sshd restarted, a session killed) and Fabric had
+                # not noticed yet: nothing was sent, so it is opened again and run once more.
+                self.connection.close()
+                self.commands += 1
+                result = self._run_once(command, kwargs)
+        except SessionNotOpened as exc:
+            raise RemoteError(f"{self.label}: {describe_ssh_error(exc.__cause__ or exc)}"
+                              ) from None
         except UnexpectedExit as exc:  # only with warn=False; kept for safety
             result = exc.result
         except CommandTimedOut:
@@ -196,6 +217,12 @@ class Remote:
             raise RemoteError(f"{self.label}: `{first}` exited {result.exited}: "
                               + " | ".join(detail))
         return result.exited, result.stdout, result.stderr
+
+    def _run_once(self, command: str, kwargs: dict) -> Result:
+        self._notice_a_dead_peer()
+        if self.is_root:
+            return self.connection.run(command, **kwargs)
+        return self.connection.sudo(command, **kwargs)
 
     def write_file(self, path: str, content: str, mode: int) -> None:
         """Write ``content`` to ``path`` atomically (temporary file, then rename), owner root."""
@@ -272,4 +299,4 @@ def describe_ssh_error(exc: BaseException) -> str:
         return f"authentication failed ({exc}); give a key with -i or check the user"
     if isinstance(exc, TimeoutError | OSError):
         return f"unreachable: {exc.strerror or exc}" if isinstance(exc, OSError) else str(exc)
-    return f"ssh error: {exc}"
+    return f"ssh error: {exc or f'the connection closed ({type(exc).__name__})'}"

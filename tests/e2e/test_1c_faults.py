@@ -13,10 +13,11 @@ from pathlib import Path
 
 import pytest
 
-from hbdeploy.lab import Lab
+from hbdeploy.lab import Lab, network
 from hbdeploy.lab.demo import http_name
 from hbdeploy.lab.outage import HolderWatch, HttpProbe
 from hbdeploy.lock import OWNER
+from hbdeploy.remote import Remote, connections, verify_host_keys
 
 from .conftest import FLOATING_IP, LAB_CLUSTER, ROOT, cli, flipped, poll, ssh, variant
 
@@ -301,6 +302,48 @@ def test_a_dropped_ssh_session_mid_run_is_reopened(cluster: Lab, tmp_path: Path)
     assert int(before) >= 2, before  # hbdeploy's session and this command's
     assert code == 0, run.out + run.err
     assert traffic.failures == 0 and lock_lines(lab) == {"haproxy1": "", "haproxy2": ""}
+
+
+def test_a_connection_that_died_unnoticed_is_reopened_for_the_next_command(cluster: Lab
+                                                                          ) -> None:
+    """haproxy2's sshd session dies and its FIN never arrives (dropped in haproxy2's
+    namespace): the client still thinks the connection is up, and its next command learns
+    otherwise only when it asks for a session (a TCP reset). Nothing of the command was
+    sent, so it reconnects and runs it (CI, 2026-12-05: "ssh error: " after sessions were
+    killed, when the command went out before paramiko had read the FIN)."""
+    lab = cluster
+    ns = network.node_ns("haproxy2")
+    remote = Remote(verify_host_keys(connections(["haproxy2"], lab.ssh_config_path)[0]),
+                    "haproxy2")
+
+    def iptables(*args: str) -> None:
+        subprocess.run(["ip", "netns", "exec", ns, "iptables", *args], check=True)
+
+    rules: list[list[str]] = []
+    try:
+        assert remote.run("echo one")[1].strip() == "one"
+        port = remote.connection.client.get_transport().sock.getsockname()[1]
+        old = ["OUTPUT", "-p", "tcp", "--sport", "22", "--dport", str(port)]
+        for flag in ("FIN", "RST"):  # the old connection's close: never sent
+            rules.append([*old, "--tcp-flags", flag, flag, "-j", "DROP"])
+            iptables("-I", *rules[-1])
+        pids = subprocess.run(["ip", "netns", "pids", ns], capture_output=True, text=True,
+                              check=True).stdout.split()
+        sessions = [p for p in pids if Path(f"/proc/{p}/cmdline").exists() and Path(
+            f"/proc/{p}/cmdline").read_bytes().startswith((b"sshd: root@",
+                                                           b"sshd-session: root@"))]
+        assert sessions, "the client's sshd session"
+        for pid in sessions:
+            os.kill(int(pid), signal.SIGKILL)
+        poll(lambda: not any(Path(f"/proc/{p}").exists() for p in sessions), 10)
+        iptables("-D", *rules.pop())  # the reset answering the next packet gets through
+        assert remote.connection.is_connected  # the client has not noticed
+        assert remote.run("echo two")[1].strip() == "two"
+        assert remote.commands == 3, "the second command was run again on a new connection"
+    finally:
+        remote.close()
+        for rule in rules:
+            iptables("-D", *rule)
 
 
 def test_a_node_dying_mid_run_stops_it_and_a_rerun_converges(cluster: Lab,
