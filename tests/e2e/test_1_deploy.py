@@ -283,6 +283,16 @@ def test_unknown_host_key_is_refused(deployed: Lab, tmp_path: Path) -> None:
     assert state(lab, "haproxy1") == before
 
 
+# Why a node refused a non-root login (PAM's account stage: nologin files, the account).
+LOGIN_STATE = ("ls -l /run/nologin /etc/nologin 2>&1; systemctl is-active systemd-user-sessions; "
+               "grep '^ops:' /etc/passwd; grep '^ops:' /etc/shadow | cut -d: -f1,3-; "
+               "journalctl -q --no-pager -n 8 -o short-precise -t sshd -t systemd")
+
+
+def login_state(lab: Lab) -> str:
+    return "".join(f"\n[{n}] " + ssh(lab, n, LOGIN_STATE, check=False).stdout for n in NODES)
+
+
 SUDO_USER = (
     "id ops >/dev/null 2>&1 || useradd -m -s /bin/sh ops; "
     "install -d -m 700 -o ops -g ops /home/ops/.ssh; "
@@ -301,7 +311,7 @@ def test_deploy_as_a_user_with_sudo(deployed: Lab, tmp_path: Path) -> None:
         [str(Path(sys.executable).parent / "hbdeploy"), "-S", str(config), "-H",
          "haproxy1,haproxy2", "deploy", "--cluster", str(changed)],
         capture_output=True, text=True, timeout=300, check=False)
-    assert result.returncode == 0, result.stdout + result.stderr
+    assert result.returncode == 0, result.stdout + result.stderr + login_state(lab)
     for node in NODES:
         assert f"warntime {warntime}\n" in ssh(lab, node, "cat /etc/ha.d/ha.cf").stdout
         modes = ssh(lab, node, "stat -c '%U %a' /etc/ha.d/ha.cf /etc/ha.d/authkeys").stdout
@@ -331,7 +341,7 @@ def test_deploy_with_fabrics_key_flag_and_a_sudo_password(deployed: Lab, tmp_pat
          "--cluster", str(changed)],
         input=f"{password}\n", capture_output=True, text=True, timeout=300, check=False,
         start_new_session=True)  # no controlling terminal: getpass reads stdin
-    assert result.returncode == 0, result.stdout + result.stderr
+    assert result.returncode == 0, result.stdout + result.stderr + login_state(lab)
     assert password not in result.stdout + result.stderr
     for node in NODES:
         assert f"warntime {warntime}\n" in ssh(lab, node, "cat /etc/ha.d/ha.cf").stdout
