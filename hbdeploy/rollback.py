@@ -7,6 +7,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING
 
 from . import apply, nodelist
+from .facts import peer_states
 from .remote import RemoteError
 
 if TYPE_CHECKING:
@@ -17,14 +18,16 @@ if TYPE_CHECKING:
 def roll_back(run: Deployment) -> None:
     """Put the previous files back on every host this run wrote to, and make heartbeat
     read them again where it had read the new ones (reload or restart, as it did). A node
-    whose heartbeat this run started from stopped, with files it already had, is stopped
-    again (and disabled, when the run enabled it): it was no member before."""
+    joining the cluster (heartbeat stopped, no running node listing it) that this run
+    started with files it already had is stopped again (and disabled, when the run enabled
+    it); a member whose heartbeat this run started again keeps running."""
     stopping = []
+    joining = _joining(run)
     for target in run.targets:
         name = target.node.name
         if not run.pushed[name]:
             plan = run.plans.get(name)
-            if run.applied.get(name) == "restart" and plan and not plan.facts.running:
+            if run.applied.get(name) == "restart" and plan and name in joining:
                 _cancel_pending_standby(run, target)
                 run.say(target, "heartbeat was not running before this run: stopping it"
                         + (" (and disabling it, as it was)" if plan.enable else ""))
@@ -64,6 +67,18 @@ def roll_back(run: Deployment) -> None:
     with ThreadPoolExecutor(max_workers=max(1, len(stopping))) as pool:
         list(pool.map(stop, stopping))
     _forget_introduced(run)
+
+
+def _joining(run: Deployment) -> set[str]:
+    """Nodes whose heartbeat was not running when the run began and that no running node
+    listed as a peer: not members yet."""
+    listed: set[str] = set()
+    for name, plan in run.plans.items():
+        if plan.facts.running:
+            listed |= {peer for peer, state in peer_states(run.cluster, name, plan.facts).items()
+                       if state != "unknown"}
+    return {name for name, plan in run.plans.items()
+            if not plan.facts.running and name not in listed}
 
 
 def _forget_introduced(run: Deployment) -> None:
