@@ -435,6 +435,37 @@ THREE = ("  haproxy2: 10.213.0.12\n", "  haproxy2: 10.213.0.12\n  haproxy3: 10.2
 FAIL_START = "/etc/systemd/system/heartbeat.service.d/zz-test-fail.conf"
 
 
+def test_a_bootstrap_that_fails_takes_the_new_node_out_of_the_lists(serving: Lab,
+                                                                     tmp_path: Path) -> None:
+    """heartbeat cannot start on haproxy3 (a drop-in of this test's): the files are rolled
+    back, the pair keeps its floating IP, and the running nodes, which had listed haproxy3
+    (hb_addnode) and re-read their old ha.cf, list it no more (hb_delnode)."""
+    lab = serving
+    settle(lab)
+    three = variant(tmp_path, "three.yml", THREE)
+    ssh(lab, "haproxy3", f"mkdir -p {FAIL_START.rsplit('/', 1)[0]} && printf "
+                         f"'[Service]\\nExecStartPre=/bin/false\\n' > {FAIL_START} && "
+                         "systemctl daemon-reload")
+    try:
+        with HolderWatch(lab, FLOATING_IP) as watch:
+            result = cli(lab, "bootstrap", "--cluster", str(three), hosts="haproxy3")
+    finally:
+        ssh(lab, "haproxy3", f"rm -f {FAIL_START}; systemctl daemon-reload")
+    said = result.stdout + result.stderr
+    assert result.returncode == 1, said
+    assert "hb_addnode" in said and "previous files restored on every host" in said, said
+    assert "haproxy3 taken out of the running nodes' node lists again" in said, said
+    for node in NODES:
+        assert "haproxy3" not in ssh(lab, node, "cl_status listnodes").stdout.split(), node
+    # stopped and disabled again: the drop-in gone, systemd must not start it ("failed":
+    # its last start failed)
+    active, enabled = ssh(lab, "haproxy3", "systemctl is-active heartbeat; systemctl "
+                                           "is-enabled heartbeat", check=False).stdout.split()
+    assert active in ("inactive", "failed") and enabled == "disabled", (active, enabled)
+    assert watch.samples and set(watch.samples) == {("haproxy1",)}, "the IP never moved"
+    poll(lambda: status(lab)[0] == 0, 60)
+
+
 def test_bootstrap_a_hot_spare_then_decommission(serving: Lab, tmp_path: Path) -> None:
     lab = serving
     settle(lab)
@@ -486,41 +517,6 @@ def test_bootstrap_a_hot_spare_then_decommission(serving: Lab, tmp_path: Path) -
         != "active"
     for node in NODES:
         assert "haproxy3" not in ssh(lab, node, "cl_status listnodes").stdout
-    poll(lambda: status(lab)[0] == 0, 60)
-
-
-def test_a_bootstrap_that_fails_takes_the_new_node_out_of_the_lists(serving: Lab,
-                                                                     tmp_path: Path) -> None:
-    """After the decommission above (haproxy3 keeps its files, heartbeat disabled), its
-    heartbeat cannot start (a drop-in of this test's): the run rolls back, haproxy3 is
-    stopped and disabled again although its files were already right, the pair keeps its
-    floating IP, and the running nodes, which had listed haproxy3 (hb_addnode) and re-read
-    their old ha.cf, list it no more (hb_delnode)."""
-    lab = serving
-    settle(lab)
-    three = variant(tmp_path, "three.yml", THREE)
-    ssh(lab, "haproxy3", f"mkdir -p {FAIL_START.rsplit('/', 1)[0]} && printf "
-                         f"'[Service]\\nExecStartPre=/bin/false\\n' > {FAIL_START} && "
-                         "systemctl daemon-reload")
-    try:
-        with HolderWatch(lab, FLOATING_IP) as watch:
-            result = cli(lab, "bootstrap", "--cluster", str(three), hosts="haproxy3")
-    finally:
-        ssh(lab, "haproxy3", f"rm -f {FAIL_START}; systemctl daemon-reload")
-    said = result.stdout + result.stderr
-    assert result.returncode == 1, said
-    assert "hb_addnode" in said and "previous files restored on every host" in said, said
-    assert "haproxy3 taken out of the running nodes' node lists again" in said, said
-    assert ("[haproxy3] heartbeat was not running before this run: stopping it (and "
-            "disabling it, as it was)") in said, said
-    for node in NODES:
-        assert "haproxy3" not in ssh(lab, node, "cl_status listnodes").stdout.split(), node
-    # stopped and disabled again: the drop-in gone, systemd must not start it ("failed":
-    # its last start failed)
-    active, enabled = ssh(lab, "haproxy3", "systemctl is-active heartbeat; systemctl "
-                                           "is-enabled heartbeat", check=False).stdout.split()
-    assert active in ("inactive", "failed") and enabled == "disabled", (active, enabled)
-    assert watch.samples and set(watch.samples) == {("haproxy1",)}, "the IP never moved"
     poll(lambda: status(lab)[0] == 0, 60)
 
 
