@@ -74,7 +74,7 @@ def read_hosts(connections: Sequence[Connection]) -> list[HostFiles]:
     def one(conn: Connection) -> HostFiles:
         remote = Remote(verify_host_keys(conn), conn.original_host or conn.host)
         try:
-            _, out, _ = remote.run(PROBE, timeout=60)
+            _, out, _ = remote.run(PROBE, timeout=60, idempotent=True)
         finally:
             remote.close()
         got = HostFiles(remote.label)

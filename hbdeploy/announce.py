@@ -40,7 +40,7 @@ def announce(remote: Remote, ips: list[str]) -> list[str]:
         return []
     script = (SCRIPT.replace("__PATHS__", " ".join(SEND_ARP)).replace("__REPEATS__", "3")
               .replace("__IPS__", " ".join(shlex.quote(ip) for ip in ips)))
-    _, out, _ = remote.run(script, timeout=60)
+    _, out, _ = remote.run(script, timeout=60, idempotent=True)
     return out.split()
 
 

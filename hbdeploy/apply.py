@@ -6,6 +6,7 @@ import contextlib
 import os
 import shlex
 import time
+import uuid
 
 from . import firewall, supervision, sysctl
 from .layout import BACKUP_DIR, RESOURCE_MANAGER, prune_backups
@@ -101,7 +102,8 @@ APT_FAILURES = {
 
 def ready_to_install(remote: Remote, plan: HostPlan | None = None) -> None:
     """RemoteError naming the cause when the host could not install now."""
-    code, out, err = remote.run(APT_READY, check=False, timeout=DPKG_WAIT + 600)
+    code, out, err = remote.run(APT_READY, check=False, timeout=DPKG_WAIT + 600,
+                              idempotent=True)
     why, _, detail = out.strip().splitlines()[-1].partition("\t") if out.strip() else ("", "", "")
     if code == 3 and why in APT_FAILURES:
         raise RemoteError(f"{remote.label}: cannot install: "
@@ -174,7 +176,7 @@ def restore(remote: Remote, names: list[str], stamp: str) -> tuple[list[str], li
         _, out, _ = remote.run(
             f"if [ -f {backup} ]; then cp -p {backup} /etc/ha.d/.{name}.restore && "
             f"mv -f /etc/ha.d/.{name}.restore /etc/ha.d/{name}; "
-            f"else rm -f /etc/ha.d/{name} && echo removed; fi")
+            f"else rm -f /etc/ha.d/{name} && echo removed; fi", idempotent=True)
         (removed if out.strip() == "removed" else restored).append(name)
     return restored, removed
 
@@ -298,7 +300,7 @@ echo "$n"
 def cancel_pending_standby(remote: Remote) -> int:
     """End the standby requests heartbeat's ResourceManager scheduled after a failed start
     (CANCEL_STANDBY); how many there were."""
-    _, out, _ = remote.run(CANCEL_STANDBY, check=False, timeout=30)
+    _, out, _ = remote.run(CANCEL_STANDBY, check=False, timeout=30, idempotent=True)
     last = out.strip().splitlines()[-1:] or ["0"]
     return int(last[0]) if last[0].isdigit() else 0
 
@@ -313,10 +315,13 @@ UNSTICK_AFTER = 2.5  # seconds after the signal; a re-exec normally follows with
 
 # A journal position and the time, taken just before the signal, so that only what
 # follows it counts.
+# The mark taken just before a reload signal: the time, and where heartbeat's journal
+# stood (its cursor, else the time), in "$m".
 _MARK = ("c=$(journalctl -u heartbeat.service -n 0 --show-cursor -o cat 2>/dev/null | "
          "sed -n 's/^-- cursor: //p'); "
          'if [ -n "$c" ]; then after="--after-cursor=$c"; else after="--since=@$(date +%s)"; fi; '
-         'echo "mark $(date +%s.%N) $after"; ')
+         'm="$(date +%s.%N) $after"; ')
+SIGNALLED = "/run/hbdeploy-reload"  # the last reload signal: its token and its mark
 
 # Waits for the re-exec. Before it, heartbeat's master SIGTERMs its core processes (media
 # readers and writers, FIFO reader) and waits for every one to exit; one that never did
@@ -354,10 +359,19 @@ def signal_reload(remote: Remote) -> str:
     """SIGHUP to the heartbeat systemd supervises; returns the mark taken just before (for
     :func:`await_reexec`). This is what ``heartbeat -r`` sends, but ``-r`` finds the daemon
     through its PID file; systemd's MainPID is the one it runs. (A CI run once left a node
-    on its old key after ``-r``, its next stop hanging.)"""
+    on its old key after ``-r``, its next stop hanging.)
+
+    Sent once even when the connection drops while it runs and the command is run again:
+    the signal is recorded on the node (SIGNALLED) under a token of this call, and a rerun
+    that finds the token only says the mark again. A second signal would re-execute
+    heartbeat a second time."""
+    token = uuid.uuid4().hex
     _, out, _ = remote.run(
+        f'if read -r t m < {SIGNALLED} 2>/dev/null && [ "$t" = {token} ]; then '
+        'echo "mark $m"; exit 0; fi; '
         "systemctl is-active -q heartbeat.service || exit 0; " + _MARK
-        + "systemctl kill --kill-whom=main --signal=HUP heartbeat.service", timeout=60)
+        + "systemctl kill --kill-whom=main --signal=HUP heartbeat.service && "
+        f'echo "{token} $m" > {SIGNALLED}; echo "mark $m"', timeout=60, idempotent=True)
     return next((line[5:] for line in out.splitlines() if line.startswith("mark ")), "")
 
 
@@ -377,7 +391,7 @@ def await_reexec(remote: Remote, mark: str) -> str:
               .replace("__AFTER__", shlex.quote(after)).replace("__LINE__", REEXEC_LINE)
               .replace("__SIGNALLED__", signalled).replace("__UNSTICK__", str(UNSTICK_AFTER))
               .replace("__WAIT__", str(REEXEC_WAIT)))
-    _, out, _ = remote.run(script, timeout=REEXEC_WAIT + 30)
+    _, out, _ = remote.run(script, timeout=REEXEC_WAIT + 30, idempotent=True)
     pids = next((line.split()[1:] for line in out.splitlines() if line.startswith("unstuck")),
                 [])
     if pids:

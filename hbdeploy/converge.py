@@ -279,7 +279,8 @@ def _silent_ips(holders: dict[str, list[str]], targets: list[Target], end: float
         if probe is None:
             continue
         wait = max(2, min(10, int(end - time.monotonic())))
-        code, _, _ = probe.remote.run(f"ping -n -c 1 -w {wait} {ip}", check=False, timeout=30)
+        code, _, _ = probe.remote.run(f"ping -n -c 1 -w {wait} {ip}", check=False, timeout=30,
+                                       idempotent=True)
         if code != 0:
             problems.append(f"floating IP {ip} (on {', '.join(held)}) does not answer ping "
                             f"from {probe.node.name} within {wait}s")
@@ -294,7 +295,7 @@ def config_fault(targets: list[Target], seconds: float) -> dict[str, list[str]]:
     for target in targets:
         _, out, _ = target.remote.run(
             f"{journal.recent(int(seconds) + 5, unit=None)} | grep -E {pattern} | tail -n 5",
-            check=False, timeout=30)
+            check=False, timeout=30, idempotent=True)
         if out.strip():
             found[target.node.name] = out.strip().splitlines()
     return found

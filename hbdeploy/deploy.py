@@ -342,7 +342,8 @@ class Deployment:
     def show_diff(self, target: Target, rendered: RenderedFile, cosmetic: bool = False
                   ) -> None:
         """A unified diff of the host's file against ``rendered`` (keys masked)."""
-        _, old, _ = target.remote.run(f"cat {rendered.remote_path} 2>/dev/null || true")
+        _, old, _ = target.remote.run(f"cat {rendered.remote_path} 2>/dev/null || true",
+                                         idempotent=True)
         new = rendered.content
         if rendered.secret:
             old, new = mask_authkeys(old), mask_authkeys(new)

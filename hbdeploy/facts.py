@@ -290,5 +290,5 @@ def peer_states(cluster: Cluster, node: str, found: HostFacts) -> dict[str, str]
 def gather(remote: Remote, script: str | None = None) -> HostFacts:
     """Run ``script`` (:func:`probe`; by default the facts alone) on ``remote`` (as root:
     authkeys and iptables need it)."""
-    _, out, _ = remote.run(script or probe(), timeout=60)
+    _, out, _ = remote.run(script or probe(), timeout=60, idempotent=True)
     return parse(out)

@@ -97,7 +97,8 @@ def await_quiet(cluster: Cluster, targets: list[Target]) -> bool:
     end = time.monotonic() + window(cluster)
     with ThreadPoolExecutor(max_workers=max(1, len(targets))) as pool:
         while True:
-            codes = list(pool.map(lambda t: t.remote.run(_QUIET, check=False)[0], targets))
+            codes = list(pool.map(
+                lambda t: t.remote.run(_QUIET, check=False, idempotent=True)[0], targets))
             if all(code == 0 for code in codes):
                 return True
             if time.monotonic() > end:
@@ -182,7 +183,8 @@ def acquired(holders: list[Target], seconds: float) -> bool:
     """Has each of ``holders`` logged the end of a standby acquisition (ACQUIRED) within
     the last ``seconds`` (and one more)?"""
     command = f"{journal.recent(int(seconds) + 1)} | grep -q {shlex.quote(ACQUIRED)}"
-    return all(t.remote.run(command, check=False, timeout=30)[0] == 0 for t in holders)
+    return all(t.remote.run(command, check=False, timeout=30, idempotent=True)[0] == 0
+               for t in holders)
 
 
 def await_started(cluster: Cluster, targets: list[Target], status: ClusterStatus,

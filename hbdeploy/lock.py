@@ -189,7 +189,7 @@ def _acquire(remotes: Sequence[Remote], line: str, breaking: bool,
     def one(remote: Remote) -> tuple[Remote, int, str]:
         try:
             code, stdout, _ = remote.run(_script("acquire", line, breaking), check=False,
-                                         timeout=30)
+                                         timeout=30, idempotent=True)
         except HbdeployError as exc:
             return remote, 5, str(exc)
         return remote, code, stdout
@@ -224,7 +224,7 @@ def _renew(remotes: Sequence[Remote], line: str, stop: threading.Event,
         for remote in remotes:
             with suppress(HbdeployError):
                 code, stdout, _ = remote.run(_script("renew", line, False), check=False,
-                                             timeout=30)
+                                             timeout=30, idempotent=True)
                 if code == 3:
                     out(f"[{remote.label}] warning: this run's lock was taken away "
                         f"({stdout.strip()}); another run may now change this host too")
@@ -234,7 +234,8 @@ def _release(remotes: Sequence[Remote], line: str) -> None:
     def one(remote: Remote) -> None:
         for _attempt in range(2):  # a connection a cut link killed: once more, reconnected
             try:
-                remote.run(_script("release", line, False), check=False, timeout=30)
+                remote.run(_script("release", line, False), check=False, timeout=30,
+                           idempotent=True)
                 return
             except HbdeployError:
                 with suppress(Exception):

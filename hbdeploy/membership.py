@@ -65,7 +65,7 @@ def decommission(cluster: Cluster, leaving: Connection, remaining: Sequence[Conn
 
 def _decommission(cluster: Cluster, remote: Remote, name: str, remaining: Sequence[Connection],
                   out: Output) -> Recap:
-    _, uname, _ = remote.run("uname -n")
+    _, uname, _ = remote.run("uname -n", idempotent=True)
     node = uname.strip()
     held = [g.node for g in cluster.groups
             if set(g.floating_ips()) & set(_addresses(remote))]
@@ -89,7 +89,8 @@ def _decommission(cluster: Cluster, remote: Remote, name: str, remaining: Sequen
 
 
 def _addresses(remote: Remote) -> list[str]:
-    _, out, _ = remote.run("ip -o -4 addr show | awk '{print $4}' | cut -d/ -f1")
+    _, out, _ = remote.run("ip -o -4 addr show | awk '{print $4}' | cut -d/ -f1",
+                            idempotent=True)
     return out.split()
 
 
@@ -186,7 +187,7 @@ def _survivors_agree_dead(survivors: Sequence, dead: str) -> bool:
         _, state, _ = target.remote.run(
             f"cl_status nodestatus {dead} 2>/dev/null; "
             f"grep -q '{supervision.GUARD_PATH} gate' {supervision.DROPIN_PATH} 2>/dev/null "
-            "&& echo gated", check=False)
+            "&& echo gated", check=False, idempotent=True)
         words = state.split()
         gated = gated and "gated" in words
         if words[:1] and words[0] not in ("dead", "gated"):

@@ -36,7 +36,8 @@ def introduce(peers: Sequence[Remote], names: Sequence[str]) -> None:
     script = ADD_UNLISTED.replace("__NAMES__", " ".join(map(shlex.quote, names)))
     for peer in peers:
         wait_until(f"{peer.label}: listing {', '.join(names)} (hb_addnode)",
-                   lambda peer=peer: peer.run(script, check=False)[0] == 0, ADDNODE_WAIT, 1.0)
+                   lambda peer=peer: peer.run(script, check=False, idempotent=True)[0] == 0,
+                   ADDNODE_WAIT, 1.0)
 
 
 def forget(cluster: Cluster, peers: Sequence[Remote], node: str) -> None:
@@ -54,7 +55,8 @@ def forget(cluster: Cluster, peers: Sequence[Remote], node: str) -> None:
         def forgotten(peer: Remote = peer, since: list[float] = since) -> bool:
             code, _, _ = peer.run(
                 f"if {layout.CL_STATUS} listnodes 2>/dev/null | grep -qx {quoted}; then "
-                f"{layout.HB_DELNODE} {quoted} >/dev/null 2>&1; exit 1; fi", check=False)
+                f"{layout.HB_DELNODE} {quoted} >/dev/null 2>&1; exit 1; fi", check=False,
+                idempotent=True)
             if code != 0:
                 since.clear()
                 return False

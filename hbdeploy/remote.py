@@ -14,6 +14,7 @@ import os
 import shlex
 import socket
 import threading
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -29,6 +30,7 @@ DEFAULT_KNOWN_HOSTS = ("~/.ssh/known_hosts", "~/.ssh/known_hosts2")
 KEEPALIVE = 5  # seconds between SSH keepalives
 DEAD_PEER = 20  # seconds without an acknowledgement before a connection counts as dead
 TCP_USER_TIMEOUT = getattr(socket, "TCP_USER_TIMEOUT", 18)  # Linux
+LOST_WAIT = 1.0  # seconds paramiko may take to mark a lost connection inactive
 TCP_QUICKACK = getattr(socket, "TCP_QUICKACK", None)  # Linux
 
 # paramiko logs a failed handshake from its transport thread, traceback included, at ERROR;
@@ -93,6 +95,10 @@ class PromptRunner(FabricRunner):
 
 class SessionNotOpened(Exception):
     """The SSH session for a command could not be opened: the command was not sent."""
+
+
+class ConnectionLost(Exception):
+    """The connection closed while a command ran: whether it ran is unknown."""
 
 
 class RemoteError(HbdeployError):
@@ -185,44 +191,79 @@ class Remote:
             raise RemoteError(f"{self.label}: {describe_ssh_error(exc)}") from None
 
     def run(self, command: str, *, check: bool = True, stdin: str | None = None,
-            timeout: float | None = 300) -> tuple[int, str, str]:
-        """Run ``command`` as root; (exit code, stdout, stderr). RemoteError when it fails."""
+            timeout: float | None = 300, idempotent: bool = False) -> tuple[int, str, str]:
+        """Run ``command`` as root; (exit code, stdout, stderr). RemoteError when it fails.
+
+        A connection found gone before the command was sent (sshd restarted, a session
+        killed, and Fabric had not noticed yet) is opened again and the command run once
+        more. A connection lost while the command ran leaves unknown whether it did: an
+        ``idempotent`` command (one that reads, or checks before it acts) is run once more
+        on a new connection; any other is a RemoteError that says so."""
         command = f"sh -c {shlex.quote(command)}"  # one shell, as root, for sudo too
+        first = command.strip().splitlines()[0][:80]
         self.commands += 1
-        kwargs = {"hide": True, "warn": True, "timeout": timeout,
-                  "in_stream": io.StringIO(stdin) if stdin is not None else False}
         try:
             try:
-                result = self._run_once(command, kwargs)
-            except SessionNotOpened:
-                # The connection was gone (sshd restarted, a session killed) and Fabric had
-                # not noticed yet: nothing was sent, so it is opened again and run once more.
+                result = self._run_once(command, stdin, timeout)
+            except (SessionNotOpened, ConnectionLost) as exc:
+                if isinstance(exc, ConnectionLost) and not idempotent:
+                    raise
                 self.connection.close()
                 self.commands += 1
-                result = self._run_once(command, kwargs)
+                result = self._run_once(command, stdin, timeout)
         except SessionNotOpened as exc:
             raise RemoteError(f"{self.label}: {describe_ssh_error(exc.__cause__ or exc)}"
                               ) from None
+        except ConnectionLost:
+            raise RemoteError(
+                f"{self.label}: the connection closed while `{first}` ran, "
+                + ("and again when it was run once more on a new connection" if idempotent
+                   else "so whether it ran is unknown (not run again: it is not safe to)")
+            ) from None
         except UnexpectedExit as exc:  # only with warn=False; kept for safety
             result = exc.result
         except CommandTimedOut:
-            first = command.strip().splitlines()[0][:80]
             raise RemoteError(f"{self.label}: `{first}` did not finish within {timeout:.0f} s"
                               ) from None
         except (OSError, paramiko.SSHException, EOFError) as exc:
             raise RemoteError(f"{self.label}: {describe_ssh_error(exc)}") from None
         if check and result.exited != 0:
             detail = (result.stderr or result.stdout).strip().splitlines()[-5:]
-            first = command.strip().splitlines()[0][:80]
             raise RemoteError(f"{self.label}: `{first}` exited {result.exited}: "
                               + " | ".join(detail))
         return result.exited, result.stdout, result.stderr
 
-    def _run_once(self, command: str, kwargs: dict) -> Result:
+    def _run_once(self, command: str, stdin: str | None, timeout: float | None) -> Result:
+        """One attempt; SessionNotOpened or ConnectionLost when the connection was gone."""
         self._notice_a_dead_peer()
-        if self.is_root:
-            return self.connection.run(command, **kwargs)
-        return self.connection.sudo(command, **kwargs)
+        kwargs = {"hide": True, "warn": True, "timeout": timeout,
+                  "in_stream": io.StringIO(stdin) if stdin is not None else False}
+        runner = self.connection.run if self.is_root else self.connection.sudo
+        try:
+            result = runner(command, **kwargs)
+        except SessionNotOpened:
+            raise
+        except (OSError, paramiko.SSHException, EOFError) as exc:
+            if self._dropped():
+                raise ConnectionLost() from exc
+            raise
+        # A channel the connection's end closed has no exit status (-1, as a command
+        # killed by a signal has: told apart by the transport).
+        if result.exited == -1 and self._dropped():
+            raise ConnectionLost()
+        return result
+
+    def _dropped(self) -> bool:
+        """Whether the connection is gone. paramiko closes the channels of a lost
+        connection a moment before it marks the connection inactive, so this looks for up
+        to LOST_WAIT seconds."""
+        transport = self.connection.transport
+        deadline = time.monotonic() + LOST_WAIT
+        while transport is not None and transport.active:
+            if time.monotonic() >= deadline:
+                return False
+            time.sleep(0.01)
+        return True
 
     def write_file(self, path: str, content: str, mode: int) -> None:
         """Write ``content`` to ``path`` atomically (temporary file, then rename), owner root."""
@@ -299,4 +340,4 @@ def describe_ssh_error(exc: BaseException) -> str:
         return f"authentication failed ({exc}); give a key with -i or check the user"
     if isinstance(exc, TimeoutError | OSError):
         return f"unreachable: {exc.strerror or exc}" if isinstance(exc, OSError) else str(exc)
-    return f"ssh error: {exc or f'the connection closed ({type(exc).__name__})'}"
+    return f"ssh error: {str(exc) or f'the connection closed ({type(exc).__name__})'}"

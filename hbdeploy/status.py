@@ -139,7 +139,8 @@ def probe(cluster: Cluster, name: str, links: bool = True) -> str:
 def node_view(cluster: Cluster, name: str, remote: Remote) -> NodeView:
     """Node ``name``'s view, asked over ``remote``; unreachable (with the reason) on error."""
     try:
-        _, out, _ = remote.run(probe(cluster, name), check=False, timeout=30)
+        _, out, _ = remote.run(probe(cluster, name), check=False, timeout=30,
+                              idempotent=True)
     except HbdeployError as exc:
         return NodeView(name, remote.label, error=str(exc))
     return parse_view(cluster, name, remote.label, out)

@@ -7,7 +7,7 @@ import threading
 
 from fabric import Connection
 
-from hbdeploy.remote import PromptRunner, Remote, tcp_socket
+from hbdeploy.remote import PromptRunner, Remote, describe_ssh_error, tcp_socket
 
 
 def test_the_ssh_socket_sends_at_once_and_acknowledges_at_once() -> None:
@@ -46,3 +46,9 @@ def test_a_refused_connection_is_an_os_error() -> None:
 def test_commands_run_with_the_prompt_runner() -> None:
     remote = Remote(Connection("192.0.2.1"), "a host")  # never connected
     assert remote.connection.config.runners.remote is PromptRunner
+
+
+def test_an_ssh_error_without_a_message_names_what_happened() -> None:
+    # paramiko raises a bare EOFError when the connection closes under a command (CI)
+    assert describe_ssh_error(EOFError()) == "ssh error: the connection closed (EOFError)"
+    assert describe_ssh_error(EOFError("gone")) == "ssh error: gone"

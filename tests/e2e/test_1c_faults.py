@@ -3,6 +3,7 @@ failing, a full /etc; and the password kept out of every process's arguments."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -17,7 +18,7 @@ from hbdeploy.lab import Lab, network
 from hbdeploy.lab.demo import http_name
 from hbdeploy.lab.outage import HolderWatch, HttpProbe
 from hbdeploy.lock import OWNER
-from hbdeploy.remote import Remote, connections, verify_host_keys
+from hbdeploy.remote import Remote, RemoteError, connections, verify_host_keys
 
 from .conftest import FLOATING_IP, LAB_CLUSTER, ROOT, cli, flipped, poll, ssh, variant
 
@@ -344,6 +345,64 @@ def test_a_connection_that_died_unnoticed_is_reopened_for_the_next_command(clust
         remote.close()
         for rule in rules:
             iptables("-D", *rule)
+
+
+def _kill_ssh_sessions(ns: str) -> list[str]:
+    """SIGKILL every root sshd session in namespace ``ns`` (their clients see the FIN)."""
+    pids = subprocess.run(["ip", "netns", "pids", ns], capture_output=True, text=True,
+                          check=True).stdout.split()
+    sessions = []
+    for pid in pids:
+        with contextlib.suppress(OSError):
+            if Path(f"/proc/{pid}/cmdline").read_bytes().startswith(
+                    (b"sshd: root@", b"sshd-session: root@")):
+                os.kill(int(pid), signal.SIGKILL)
+                sessions.append(pid)
+    return sessions
+
+
+@pytest.mark.parametrize("idempotent", [True, False], ids=["idempotent", "not-idempotent"])
+def test_a_connection_lost_while_a_command_runs(cluster: Lab, idempotent: bool) -> None:
+    """haproxy2's sshd session is killed while a command runs there (its first run sleeps,
+    counted in a file): an idempotent command is run again on a new connection and
+    succeeds; any other is an error saying that whether it ran is unknown, and is not run
+    again (CI, 2026-12-05: "ssh error: " when a reload signal's session was killed)."""
+    lab = cluster
+    ns = network.node_ns("haproxy2")
+    runs = f"/run/hbdeploy-test-runs-{os.getpid()}"
+    command = (f"n=$(cat {runs} 2>/dev/null || echo 0); echo $((n + 1)) > {runs}; "
+               '[ "$n" -ge 1 ] || exec sleep 60; echo done')
+    remote = Remote(verify_host_keys(connections(["haproxy2"], lab.ssh_config_path)[0]),
+                    "haproxy2")
+    outcome: list[object] = []
+
+    def run() -> None:
+        try:
+            outcome.append(remote.run(command, idempotent=idempotent, timeout=30))
+        except Exception as exc:
+            outcome.append(exc)
+
+    thread = threading.Thread(target=run)
+    try:
+        thread.start()
+        poll(lambda: ssh(lab, "haproxy2", f"cat {runs} 2>/dev/null", check=False
+                         ).stdout.strip() == "1", 15, 0.05)
+        assert _kill_ssh_sessions(ns), "the client's sshd session"
+        thread.join(40)
+        assert not thread.is_alive(), "the command never returned"
+        count = ssh(lab, "haproxy2", f"cat {runs}; rm -f {runs}; pkill -x -f 'sleep 60'",
+                    check=False).stdout.split()[0]
+    finally:
+        remote.close()
+    if idempotent:
+        assert outcome and outcome[0] == (0, "done\n", ""), outcome
+        assert (count, remote.commands) == ("2", 2)
+    else:
+        assert outcome and isinstance(outcome[0], RemoteError), outcome
+        message = str(outcome[0])
+        assert "the connection closed while `sh -c" in message, message
+        assert "whether it ran is unknown" in message, message
+        assert (count, remote.commands) == ("1", 1)
 
 
 def test_a_node_dying_mid_run_stops_it_and_a_rerun_converges(cluster: Lab,
