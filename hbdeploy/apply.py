@@ -7,9 +7,10 @@ import os
 import shlex
 import time
 import uuid
+from collections.abc import Sequence
 
 from . import firewall, supervision, sysctl
-from .layout import BACKUP_DIR, RESOURCE_MANAGER, prune_backups
+from .layout import BACKUP_DIR, RESOURCE_MANAGER, UNAPPLIED, prune_backups
 from .plan import HostPlan
 from .remote import Remote, RemoteError
 
@@ -137,13 +138,31 @@ def stage(remote: Remote, plan: HostPlan, names: list[str]) -> None:
         raise
 
 
-def commit(remote: Remote, names: list[str], stamp: str) -> None:
+# Records files about to be put in place for a running heartbeat (layout.UNAPPLIED): the
+# stamp of the first unapplied change is kept, the file names added.
+_UNAPPLIED = r"""if systemctl is-active -q heartbeat.service; then
+  i=$(systemctl show -p InvocationID --value heartbeat.service); j=; s=; f=
+  read -r j s f 2>/dev/null <__PATH__ || true
+  [ -n "$i" ] && [ "$j" = "$i" ] || { s=__STAMP__; f=; }
+  echo "$i $s $f __NAMES__" >__PATH__.new && mv -f __PATH__.new __PATH__
+fi"""
+
+
+def commit(remote: Remote, names: list[str], stamp: str, rereads: Sequence[str] = ()
+           ) -> None:
     """Back up the files about to change (each copy made whole before it counts), then
     rename the staged files into place, in one command. A failure (a full disk during a
-    backup) leaves the files in use as they were, and nothing staged: RemoteError."""
+    backup) leaves the files in use as they were, and nothing staged: RemoteError.
+
+    ``rereads``, those of ``names`` heartbeat must read anew, are first recorded as not
+    re-read yet (layout.UNAPPLIED) where heartbeat runs; the reload signal clears that."""
     if not names:
         return
     lines = [f"mkdir -p /etc/ha.d {BACKUP_DIR} && chmod 700 {BACKUP_DIR}"]
+    if rereads:
+        lines.append("{ " + _UNAPPLIED.replace("__PATH__", UNAPPLIED)
+                     .replace("__STAMP__", stamp).replace("__NAMES__", " ".join(rereads))
+                     + "; }")
     staged = [Remote.staged_path(f"/etc/ha.d/{name}") for name in names]
     for name in names:
         src, backup = f"/etc/ha.d/{name}", f"{BACKUP_DIR}/{name}.{stamp}"
@@ -371,7 +390,8 @@ def signal_reload(remote: Remote) -> str:
         'echo "mark $m"; exit 0; fi; '
         "systemctl is-active -q heartbeat.service || exit 0; " + _MARK
         + "systemctl kill --kill-whom=main --signal=HUP heartbeat.service && "
-        f'echo "{token} $m" > {SIGNALLED}; echo "mark $m"', timeout=60, idempotent=True)
+        f'echo "{token} $m" > {SIGNALLED}; rm -f {UNAPPLIED}; echo "mark $m"', timeout=60,
+        idempotent=True)
     return next((line[5:] for line in out.splitlines() if line.startswith("mark ")), "")
 
 

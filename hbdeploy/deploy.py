@@ -294,6 +294,7 @@ class Deployment:
                      "them before the next (heartbeat re-reads authkeys each time):")
             for number, step in enumerate(self.rotation, 1):
                 self.out(f"  {number}. {step.says}: {', '.join(step.nodes)}")
+        self.note_unapplied(plans)
         for target in self.targets:
             plan = plans[target.node.name]
             if plan.install:
@@ -338,6 +339,15 @@ class Deployment:
                                  "spare holds no member files)")
             if not spare.changes_anything:
                 self.say(target, "spare up to date: nothing to do")
+
+    def note_unapplied(self, plans: dict[str, HostPlan]) -> None:
+        """Say which files an earlier run put in place that heartbeat has not re-read."""
+        for target in self.targets:
+            unapplied = plans[target.node.name].unapplied
+            if unapplied:
+                self.say(target, f"{', '.join(unapplied)} in place but not re-read by "
+                                 "heartbeat yet (an earlier run stopped before it reloaded "
+                                 "or restarted heartbeat): this run does")
 
     def show_diff(self, target: Target, rendered: RenderedFile, cosmetic: bool = False
                   ) -> None:
@@ -408,7 +418,8 @@ class Deployment:
                 self._next(target, "files")
                 now = [f for f in plan.written if f not in plan.deferred]
                 if now:
-                    apply.commit(target.remote, now, self.stamp)
+                    apply.commit(target.remote, now, self.stamp,
+                                 [f for f in now if f in plan.changed_files])
                     self.staged[target.node.name] -= set(now)
                     self.pushed[target.node.name] += now
                     cosmetic = [f for f in now if f in plan.cosmetic_files]
@@ -550,6 +561,7 @@ def _change(run: Deployment, recap: Recap, plans: dict[str, HostPlan]) -> Recap:
     if not run.targets:
         return recap
     cluster, targets = run.cluster, run.targets
+    run.note_unapplied(plans)
     errors = run.ready(plans)
     if errors:
         recap.failed = True

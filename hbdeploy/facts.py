@@ -62,23 +62,25 @@ __KEYRING__
 fw=; [ -f __UNIT__ ] && fw=yes
 unit() {  # one unit's block of `systemctl show`, read below
   case $id in
-    heartbeat.service) p hb_active "$a"; p hb_enabled "$e"; p hb_pid "$pid" ;;
+    heartbeat.service) p hb_active "$a"; p hb_enabled "$e"; p hb_pid "$pid"; p hb_invocation "$inv" ;;
     __GUARD_UNIT__) p guard_active "$a"; p guard_enabled "$e" ;;
     __FW_UNIT__) [ "$fw" = yes ] && p fw_unit "$e" ;;
   esac
-  id=; a=; e=; pid=
+  id=; a=; e=; pid=; inv=
 }
-systemctl show -p Id -p ActiveState -p UnitFileState -p MainPID heartbeat.service \
-    __GUARD_UNIT__ __FW_UNIT__ 2>/dev/null | {
-  id=; a=; e=; pid=
+systemctl show -p Id -p ActiveState -p UnitFileState -p MainPID -p InvocationID \
+    heartbeat.service __GUARD_UNIT__ __FW_UNIT__ 2>/dev/null | {
+  id=; a=; e=; pid=; inv=
   while IFS= read -r l; do
     case $l in
       "") unit ;; Id=*) id=${l#*=} ;; ActiveState=*) a=${l#*=} ;;
-      UnitFileState=*) e=${l#*=} ;; MainPID=*) pid=${l#*=} ;;
+      UnitFileState=*) e=${l#*=} ;; MainPID=*) pid=${l#*=} ;; InvocationID=*) inv=${l#*=} ;;
     esac
   done
   unit
 }
+# Files a run put in place that heartbeat has not re-read yet (layout.UNAPPLIED)
+[ -f __UNAPPLIED__ ] && { l=; read -r l <__UNAPPLIED__; p unapplied "$l"; }
 # The node's IPv4 addresses (SHARED read them already, when there is a cluster).
 [ -n "${addrs+set}" ] || addrs=$(ip -o -4 addr show 2>/dev/null)
 while read -r _ dev _ addr _; do [ -n "$addr" ] && p addr "$dev ${addr%/*}"; done <<EOF_ADDRS
@@ -104,6 +106,7 @@ __LOCK__
 __SUPERVISION__
 __SYSCTL__
 """.replace("__LOCK__", lock.PROBE).replace("__SYSCTL__", sysctl.PROBE).replace("__SUPERVISION__", supervision.PROBE).replace("__UNIT__", firewall.UNIT_PATH)
+    .replace("__UNAPPLIED__", layout.UNAPPLIED)
     .replace("__GUARD_UNIT__", supervision.GUARD_UNIT_PATH.rsplit("/", 1)[1])
     .replace("__FW_UNIT__", firewall.UNIT_PATH.rsplit("/", 1)[1])
     .replace("__SCRIPT__", firewall.SCRIPT_PATH)
@@ -193,6 +196,8 @@ class HostFacts:
     hb_active: str = ""
     hb_enabled: str = ""
     hb_pid: int = 0
+    hb_invocation: str = ""  # systemd's InvocationID of heartbeat.service (new each start)
+    unapplied_line: str = ""  # layout.UNAPPLIED as it is: InvocationID, stamp, files
     addresses: list[tuple[str, str]] = field(default_factory=list)  # (interface, ip)
     links: list[str] = field(default_factory=list)
     has: list[str] = field(default_factory=list)  # heartbeat's tools and resource scripts
@@ -221,6 +226,21 @@ class HostFacts:
     @property
     def running(self) -> bool:
         return self.hb_active == "active"
+
+    @property
+    def unapplied(self) -> list[str]:
+        """Files a run put in place that this heartbeat has not re-read (see
+        layout.UNAPPLIED): empty once it restarted, or when it does not run."""
+        invocation, _stamp, *names = [*self.unapplied_line.split(), "", ""]
+        if not self.running or not self.hb_invocation or invocation != self.hb_invocation:
+            return []
+        return [name for name in dict.fromkeys(names) if name in FILES]
+
+    @property
+    def unapplied_stamp(self) -> str:
+        """The stamp of the backups made just before the first of :attr:`unapplied` was
+        put in place (the files heartbeat last read), "" when there are none."""
+        return ([*self.unapplied_line.split(), "", ""])[1] if self.unapplied else ""
 
     def ips(self) -> set[str]:
         return {ip for _, ip in self.addresses}
@@ -275,6 +295,8 @@ def parse(output: str) -> HostFacts:
         elif key == "pkg_status":
             facts.pkg_version = (value[len(PKG_INSTALLED):]
                                  if value.startswith(PKG_INSTALLED) else "")
+        elif key == "unapplied":
+            facts.unapplied_line = value
         elif key == "hb_pid":
             facts.hb_pid = int(value) if value.isdigit() else 0
         elif key in HostFacts.__dataclass_fields__:

@@ -63,11 +63,20 @@ class HostPlan:
     start_guard: bool = False  # hbdeploy-guard not running (or its files changed)
     sysctl: str = ""  # "write" or "remove" hbdeploy's nonlocal_bind file (sysctl.py)
     reload_haresources: bool = False  # `replace`: only the preferred node renamed
+    unapplied: list[str] = field(default_factory=list)  # in place, not re-read by heartbeat
+
+    @property
+    def rereading(self) -> list[str]:
+        """The files heartbeat must read anew: the changed ones, and the ones an earlier
+        run put in place and stopped before heartbeat re-read them (layout.UNAPPLIED)."""
+        return [*self.changed_files, *(f for f in self.unapplied
+                                       if f not in self.changed_files)]
 
     @property
     def restart(self) -> bool:
-        """Restart only when a file changed, or start when heartbeat is not running."""
-        return bool(self.changed_files) or not self.facts.running
+        """Restart (or reload) only when heartbeat must read a file anew, or start when
+        heartbeat is not running."""
+        return bool(self.rereading) or not self.facts.running
 
     @property
     def deferred(self) -> list[str]:
@@ -94,8 +103,8 @@ class HostPlan:
         resources; haresources, a stopped heartbeat or a new install need a restart."""
         rereads = {"ha.cf", "authkeys"} | ({"haresources"} if self.reload_haresources
                                            else set())
-        return (self.facts.running and self.installed and bool(self.changed_files)
-                and set(self.changed_files) <= rereads)
+        return (self.facts.running and self.installed and bool(self.rereading)
+                and set(self.rereading) <= rereads)
 
     @property
     def installed(self) -> bool:
@@ -227,6 +236,7 @@ def plan_host(host: str, node: Node, facts: HostFacts, cluster: Cluster) -> Host
             unit_state = "enabled" if firewall.boot_unit(backend) else ""
             plan.firewall = (facts.fw_script != sha256(plan.firewall_script)
                              or facts.fw_check != "ok" or facts.fw_unit != unit_state)
+    plan.unapplied = [name for name in facts.unapplied if name in files]
     plan.enable = facts.hb_enabled != "enabled"
     plan.supervision = supervision.render(cluster, node.name, facts.gateway,
                                           plan.heartbeat_path)

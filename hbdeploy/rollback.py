@@ -25,15 +25,22 @@ def roll_back(run: Deployment) -> None:
     joining = _joining(run)
     for target in run.targets:
         name = target.node.name
-        if not run.pushed[name]:
-            plan = run.plans.get(name)
+        plan = run.plans.get(name)
+        # Files an earlier run put in place and this run made heartbeat read (the earlier
+        # run stopped before it did) go back to what heartbeat read before them.
+        earlier = plan.unapplied if plan and run.applied.get(name) else []
+        mine = [f for f in run.pushed[name] if f not in earlier]
+        if not mine and not earlier:
             if run.applied.get(name) == "restart" and plan and name in joining:
                 _cancel_pending_standby(run, target)
                 run.say(target, "heartbeat was not running before this run: stopping it"
                         + (" (and disabling it, as it was)" if plan.enable else ""))
                 stopping.append(target)
             continue
-        restored, removed = apply.restore(target.remote, run.pushed[name], run.stamp)
+        restored, removed = apply.restore(target.remote, mine, run.stamp)
+        if earlier and plan:
+            more = apply.restore(target.remote, earlier, plan.facts.unapplied_stamp)
+            restored, removed = restored + more[0], removed + more[1]
         how = run.applied.get(name)
         if how:
             _cancel_pending_standby(run, target)

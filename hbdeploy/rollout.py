@@ -122,12 +122,12 @@ class Rollout:
                 done.append(target)
                 continue
             if plan.reload_only:
-                self.say(target, f"reloading heartbeat ({', '.join(plan.changed_files)} "
+                self.say(target, f"reloading heartbeat ({', '.join(plan.rereading)} "
                                  "re-read, resources kept)")
                 mark = apply.signal_reload(target.remote)
                 self.applied[name] = "reload"
                 self.results[name].steps["service"] = "reloaded"
-                reexec = mark if "ha.cf" in plan.changed_files else None
+                reexec = mark if "ha.cf" in plan.rereading else None
                 self._settle(target, plan, peers, check_groups=True, reexec_mark=reexec)
                 done.append(target)
                 continue

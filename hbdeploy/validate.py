@@ -330,7 +330,7 @@ class Validator:
         elif has_file:
             where = self.path("password_file")
             file_value = self.raw["password_file"]
-            if not isinstance(file_value, str) or not file_value:
+            if not isinstance(file_value, str) or not file_value or "\0" in file_value:
                 self.bad(where, f"{short(file_value)} is not a file path")
                 return None
             pfile = Path(file_value).expanduser()

@@ -132,6 +132,27 @@ def test_plan_up_to_date_host_changes_nothing() -> None:
     assert plan.install and not plan.restart and plan.packages.startswith("net-tools")
 
 
+def test_files_an_earlier_run_left_unread_are_reloaded_or_restarted_for() -> None:
+    c = cluster()
+    node = c.node("n1")
+    files = render_node(c, "n1")
+    facts = parse(PROBE_OUTPUT + "\nhb_invocation\tabc\nunapplied\tabc 20261205T120000 "
+                  "ha.cf ha.cf\n")
+    facts.checksums = {n: sha256(f.content) for n, f in files.items()}
+    facts.modes = {n: f"{f.mode:o} root" for n, f in files.items()}
+    assert facts.running and facts.unapplied == ["ha.cf"]
+    assert facts.unapplied_stamp == "20261205T120000"
+    plan = plan_host("h", node, facts, c)
+    assert plan.written == [] and plan.rereading == ["ha.cf"] and plan.reload_only
+    facts.unapplied_line = "abc 20261205T120000 haresources"  # needs a restart
+    plan = plan_host("h", node, facts, c)
+    assert plan.restart and not plan.reload_only and plan.deferred == []
+    facts.hb_invocation = "def"  # heartbeat started since: it read them
+    assert facts.unapplied == [] and not plan_host("h", node, facts, c).rereading
+    facts.hb_invocation, facts.hb_active = "abc", "inactive"
+    assert facts.unapplied == []
+
+
 def test_plan_reload_only_for_hacf_and_authkeys_and_defer_haresources_on_holder() -> None:
     c = cluster()
     node = c.node("n1")

@@ -85,6 +85,8 @@ CASES: list[tuple[str, str, list[str]]] = [
     ("password-and-file", with_lines("password_file: /etc/pw"), ["password_file: password and"]),
     ("password-file-missing", replace("password: sekret", "password_file: /nonexistent/pw"),
      ["password_file: '/nonexistent/pw' cannot be read"]),
+    ("password-file-nul", replace("password: sekret", 'password_file: "a\\0b"'),
+     ["password_file: 'a\\x00b' is not a file path"]),
     ("auth-crc", with_lines("auth_method: crc"), ["auth_method: 'crc': crc is refused"]),
     ("auth-other", with_lines("auth_method: sha256"), ["auth_method: 'sha256' is not valid"]),
     ("deadtime-word", with_lines("deadtime: soon"), ["deadtime: 'soon' is not a duration"]),

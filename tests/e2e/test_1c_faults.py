@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shlex
 import signal
 import subprocess
 import sys
@@ -14,13 +15,26 @@ from pathlib import Path
 
 import pytest
 
+from hbdeploy.config import load_cluster
 from hbdeploy.lab import Lab, network
 from hbdeploy.lab.demo import http_name
 from hbdeploy.lab.outage import HolderWatch, HttpProbe
+from hbdeploy.layout import BACKUP_DIR, UNAPPLIED
 from hbdeploy.lock import OWNER
 from hbdeploy.remote import Remote, RemoteError, connections, verify_host_keys
+from hbdeploy.render import render_node
 
-from .conftest import FLOATING_IP, LAB_CLUSTER, ROOT, cli, flipped, poll, ssh, variant
+from .conftest import (
+    FAILING_RESOURCE,
+    FLOATING_IP,
+    LAB_CLUSTER,
+    ROOT,
+    cli,
+    flipped,
+    poll,
+    ssh,
+    variant,
+)
 
 NODES = ("haproxy1", "haproxy2")
 FILES = "sha256sum /etc/ha.d/ha.cf /etc/ha.d/haresources /etc/ha.d/authkeys"
@@ -403,6 +417,75 @@ def test_a_connection_lost_while_a_command_runs(cluster: Lab, idempotent: bool) 
         assert "the connection closed while `sh -c" in message, message
         assert "whether it ran is unknown" in message, message
         assert (count, remote.commands) == ("1", 1)
+
+
+def test_files_an_interrupted_run_left_unread_are_read_by_the_next_run(cluster: Lab,
+                                                                       tmp_path: Path) -> None:
+    """Ctrl-C once both hosts' new ha.cf is in place, before heartbeat re-read it on both:
+    the next run of the same file finds the files equal but reloads where heartbeat has
+    not read them (the node's record of files not re-read, layout.UNAPPLIED), instead of
+    finding nothing to do; the run after it has nothing to do."""
+    lab = cluster
+    changed, value = flipped(lab, tmp_path)
+    def running_warntime() -> dict[str, str]:
+        return {n: ssh(lab, n, "cl_status hbparameter -p warntime").stdout.strip()
+                for n in NODES}
+
+    with HttpProbe(FLOATING_IP, interval=0.05, timeout=0.5) as traffic:
+        run = Running(lab, "deploy", cluster=changed)
+        run.wait_for("wrote ha.cf", count=2)
+        run.proc.send_signal(signal.SIGINT)
+        code = run.finish()
+        assert code == 130, run.out + run.err
+        unread = [n for n, v in running_warntime().items() if v != value]
+        assert unread, "the interruption came after both reloads: the test proves nothing"
+        rerun = cli(lab, "deploy", cluster=changed)
+        assert rerun.returncode == 0, rerun.stdout + rerun.stderr
+        for node in unread:
+            assert f"[{node}] ha.cf in place but not re-read by heartbeat yet" in rerun.stdout, \
+                rerun.stdout
+        assert running_warntime() == dict.fromkeys(NODES, value), rerun.stdout
+        again = cli(lab, "deploy", cluster=changed)
+    assert again.returncode == 0 and "remote commands: haproxy1 1, haproxy2 1" in again.stdout, \
+        again.stdout
+    assert traffic.failures == 0, traffic.failed_at()
+
+
+def test_a_rerun_failing_on_files_left_unread_restores_what_heartbeat_had_read(
+        cluster: Lab, tmp_path: Path) -> None:
+    """haproxy2 has a haresources an earlier run put in place and stopped before heartbeat
+    read it (set up as apply.commit leaves it: the backup, the file, the record; the
+    interruption itself is the test above). The rerun restarts haproxy2 for it, the group
+    cannot start there, and the rollback puts back the haresources heartbeat had read,
+    from the earlier run's backup: this run made no backup of that file."""
+    lab = cluster
+    for node in NODES:
+        ssh(lab, node, FAILING_RESOURCE)
+    broken = variant(tmp_path, "broken.yml", ("haproxy1: IPaddr::10.213.0.100/24/eth0",
+                                              "haproxy1: [IPaddr::10.213.0.100/24/eth0, "
+                                              "hbdeploy-failing]"))
+    before = files(lab)
+    content = render_node(load_cluster(str(broken)), "haproxy2")["haresources"].content
+    earlier = "20261201T000000"
+    ssh(lab, "haproxy2",
+        f"cp -p /etc/ha.d/haresources {BACKUP_DIR}/haresources.{earlier} && "
+        f"printf %s {shlex.quote(content)} > /etc/ha.d/haresources && "
+        f'echo "$(systemctl show -p InvocationID --value heartbeat.service) {earlier} '
+        f'haresources" > {UNAPPLIED}')
+    try:
+        result = cli(lab, "deploy", cluster=broken)
+        out = result.stdout + result.stderr
+        assert result.returncode != 0 and "Traceback" not in result.stderr, out
+        assert "[haproxy2] haresources in place but not re-read by heartbeat yet" in out, out
+        assert "the groups cannot start there: haproxy2" in out, out
+        assert any(line.startswith("[haproxy2] restored the previous ") and "haresources"
+                   in line for line in out.splitlines()), out
+        assert files(lab) == before, out
+    finally:
+        ssh(lab, "haproxy2", f"rm -f {BACKUP_DIR}/haresources.{earlier}")
+    again = cli(lab, "deploy")  # what heartbeat runs is the lab's file again: nothing to do
+    assert again.returncode == 0, again.stdout + again.stderr
+    poll(lambda: http_name(FLOATING_IP) == "haproxy1", 60)
 
 
 def test_a_node_dying_mid_run_stops_it_and_a_rerun_converges(cluster: Lab,
