@@ -120,12 +120,6 @@ def install(remote: Remote, plan: HostPlan | None = None) -> str:
     return out
 
 
-def push(remote: Remote, plan: HostPlan, stamp: str, names: list[str]) -> None:
-    """Stage, then commit ``names`` (below)."""
-    stage(remote, plan, names)
-    commit(remote, names, stamp)
-
-
 def stage(remote: Remote, plan: HostPlan, names: list[str]) -> None:
     """Write each file beside its place (Remote.stage_file); the files in use are untouched.
     On a failure every file staged here is removed again (RemoteError)."""
