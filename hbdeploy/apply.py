@@ -172,6 +172,16 @@ def commit(remote: Remote, names: list[str], stamp: str, rereads: Sequence[str] 
         raise RemoteError(f"{exc}; the files in use are unchanged") from None
 
 
+def reset_unapplied(remote: Remote, line: str) -> None:
+    """Put the record of files heartbeat has not re-read (layout.UNAPPLIED) back to
+    ``line``, as the run found it ("": none), after a rollback of files never re-read."""
+    if line:
+        remote.run(f"echo {shlex.quote(line)} >{UNAPPLIED}.new && "
+                   f"mv -f {UNAPPLIED}.new {UNAPPLIED}", idempotent=True)
+    else:
+        remote.run(f"rm -f {UNAPPLIED}", idempotent=True)
+
+
 def discard(remote: Remote, names: list[str]) -> None:
     """Remove what :func:`stage` left (best effort)."""
     staged = " ".join(Remote.staged_path(f"/etc/ha.d/{name}") for name in names)
@@ -326,10 +336,8 @@ REEXEC_WAIT = 15  # seconds; the re-exec came about 2 s after the signal in the 
 
 UNSTICK_AFTER = 2.5  # seconds after the signal; a re-exec normally follows within 2 s
 
-# A journal position and the time, taken just before the signal, so that only what
-# follows it counts.
-# The mark taken just before a reload signal: the time, and where heartbeat's journal
-# stood (its cursor, else the time), in "$m".
+# The mark taken just before a reload signal, so that only what follows it counts: the
+# time, and where heartbeat's journal stood (its cursor, else the time), in "$m".
 _MARK = ("c=$(journalctl -u heartbeat.service -n 0 --show-cursor -o cat 2>/dev/null | "
          "sed -n 's/^-- cursor: //p'); "
          'if [ -n "$c" ]; then after="--after-cursor=$c"; else after="--since=@$(date +%s)"; fi; '

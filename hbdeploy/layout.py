@@ -19,10 +19,10 @@ BACKUP_DIR = "/etc/ha.d/.hbdeploy"  # hbdeploy's backups of the files it replace
 BACKUP_GENERATIONS = 5  # backups kept of each file
 # Files put in place while heartbeat ran and not yet re-read by it (apply.commit writes it,
 # the reload signal clears it): "<heartbeat's systemd InvocationID> <stamp of the backups
-# made before the first of them> <file>...". A run that
-# stopped between the two (a lost node, a dropped connection, Ctrl-C) leaves it, and the
-# next run reloads or restarts for those files. On /run: a reboot starts heartbeat anew,
-# and so does any start (a new InvocationID makes the line stale).
+# made before the first of them> <file>...". A run that stopped between the two (a lost
+# node, a dropped connection, Ctrl-C) leaves it, and the next run reloads or restarts for
+# those files. On /run: a reboot starts heartbeat anew, and so does any start (a new
+# InvocationID makes the line stale).
 UNAPPLIED = "/run/hbdeploy-unapplied"
 
 

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 
 from . import apply, nodelist
 from .facts import peer_states
+from .layout import UNAPPLIED
 from .remote import RemoteError
 
 if TYPE_CHECKING:
@@ -55,6 +56,13 @@ def roll_back(run: Deployment) -> None:
             continue
         run.say(target, f"restored the previous {', '.join(restored)}"
                  + {"reload": "; reloading", "restart": "; restarting"}.get(how or "", ""))
+        if not how and plan and plan.facts.running:
+            # never re-read: the record of files not re-read goes back to what it was
+            try:
+                apply.reset_unapplied(target.remote, plan.facts.unapplied_line
+                                      if plan.facts.unapplied else "")
+            except RemoteError as exc:
+                run.say(target, f"could not reset {UNAPPLIED}: {exc}")
         try:
             if how == "reload":
                 freed = apply.reload(target.remote, reexec="ha.cf" in restored)

@@ -463,7 +463,8 @@ def test_a_rerun_failing_on_files_left_unread_restores_what_heartbeat_had_read(
         ssh(lab, node, FAILING_RESOURCE)
     broken = variant(tmp_path, "broken.yml", ("haproxy1: IPaddr::10.213.0.100/24/eth0",
                                               "haproxy1: [IPaddr::10.213.0.100/24/eth0, "
-                                              "hbdeploy-failing]"))
+                                              "hbdeploy-failing]"),
+                     ("warntime: 3", "warntime: 2"))  # ha.cf changes on haproxy1 too
     before = files(lab)
     content = render_node(load_cluster(str(broken)), "haproxy2")["haresources"].content
     earlier = "20261201T000000"
@@ -481,6 +482,9 @@ def test_a_rerun_failing_on_files_left_unread_restores_what_heartbeat_had_read(
         assert any(line.startswith("[haproxy2] restored the previous ") and "haresources"
                    in line for line in out.splitlines()), out
         assert files(lab) == before, out
+        # haproxy1's new ha.cf, never re-read (its handover failed first), was restored:
+        # nothing is left recorded as not re-read there
+        assert ssh(lab, "haproxy1", f"cat {UNAPPLIED} 2>/dev/null || true").stdout == "", out
     finally:
         ssh(lab, "haproxy2", f"rm -f {BACKUP_DIR}/haresources.{earlier}")
     again = cli(lab, "deploy")  # what heartbeat runs is the lab's file again: nothing to do
