@@ -22,6 +22,9 @@ for a patience of its own before it acts:
 - a node stuck in a standby exchange its peer dropped (it ignores every standby and
   failback for an hour): two standby "done" messages from a peer (standby_wedge.py).
 
+After a node left the cluster (decommission, a bootstrap rolled back), :func:`repair_claims`
+restarts heartbeat where it believes it holds groups it does not (phantom claims).
+
 Then each holder announces its floating IPs (gratuitous ARP, announce.py) and a peer
 pings each one. Whether a failure is the new configuration's fault (rollback) or not is
 decided from heartbeat's own journal: see :func:`config_fault`.
@@ -178,6 +181,84 @@ def issues(cluster: Cluster, targets: list[Target], status: ClusterStatus) -> li
                 repair_text=f"group {group.node} stayed on {holders[0]} with auto_failback "
                             f"on: hb_takeover local on {group.node}", actor=preferred))
     return found
+
+
+def phantom_claims(cluster: Cluster, by_node: dict[str, Target], status: ClusterStatus
+                   ) -> list[Issue]:
+    """Two members, each running: a node that holds no group but tells heartbeat it holds
+    the other's ("foreign" or "all" in ``cl_status rscstatus``), while the other holds
+    them. heartbeat 3.0.6 keeps a two-node view of resources (local and foreign); a third
+    node leaving (a decommission, a bootstrap rolled back) is a dead node whose resources
+    it marks as taken (hb_resource.c, takeover_from_node), although that node held none.
+    Both then claim every group ("Both machines own foreign resources!"), and when the
+    holder dies the other logs "Dead node ... gave up resources." and takes nothing (seen
+    in CI, and in the lab without ipfail: a cut not taken over in 30 s). A restart of
+    heartbeat there (it holds nothing) starts its view anew — once the node that left is
+    out of every node list: a heartbeat that starts while a peer still lists it as dead
+    marks its resources taken again (the lab: three restarts, "all" each time)."""
+    if len(cluster.nodes) != 2 or not all(g.floating_ips() for g in cluster.groups):
+        return []
+    found = []
+    for view in status.nodes:
+        foreign = [g.node for g in cluster.groups if g.node != view.node]
+        if view.resources not in ("foreign", "all") or view.holds or not foreign:
+            continue
+        held_elsewhere = all(status.groups.get(g) and view.node not in status.groups[g]
+                             for g in foreign)
+        if not held_elsewhere:
+            continue
+        target = by_node[view.node]
+        found.append(Issue(
+            f"phantom {view.node}", f"heartbeat on {view.node} believes it holds "
+            f"{', '.join(foreign)}'s group(s) ({view.resources}) but holds none: it would not "
+            "take them over if their holder died",
+            repair=_run([target], "systemctl restart heartbeat.service"),
+            repair_text=f"heartbeat on {view.node} believed it held {', '.join(foreign)}'s "
+                        f"group(s) ({view.resources}, left by a node that left the cluster) "
+                        "but held none, so it would not have taken them over: restarted "
+                        "heartbeat there (it held nothing)", actor=target))
+    return found
+
+
+def repair_claims(cluster: Cluster, targets: list[Target], say: Say,
+                  limit: float | None = None) -> list[str]:
+    """After a node left the cluster and every running node dropped it from its node list:
+    wait until no node reports its resources in transition, then restart heartbeat where a
+    phantom claim (:func:`phantom_claims`) stays for 2 x deadtime (with ``ping``, ipfail
+    often ends it first, with a standby exchange of its own), once per node, and converge.
+    Returns what is still wrong."""
+    end = time.monotonic() + (deadline(cluster) if limit is None else limit)
+    patience = 2 * cluster.timings.deadtime.ms / 1000
+    by_node = {t.node.name: t for t in targets}
+    restarted: set[str] = set()
+    since: float | None = None
+    found: list[Issue] = []
+    while time.monotonic() < end:
+        status = snapshot(cluster, targets)
+        if not all(v.heartbeat and v.resources not in ("", "transition", "unknown")
+                   for v in status.nodes):
+            since = None  # an exchange under way, or a node (re)starting
+            time.sleep(SETTLE_POLL)
+            continue
+        found = phantom_claims(cluster, by_node, status)
+        if not found:
+            if not restarted:
+                return []
+            return converge(cluster, targets, say, limit=max(1.0, end - time.monotonic())
+                            ).problems
+        since = since or time.monotonic()
+        fresh = [i for i in found if i.actor and i.actor.node.name not in restarted]
+        if time.monotonic() - since < patience or not fresh:
+            time.sleep(SETTLE_POLL)
+            continue
+        for issue in fresh[:1]:  # one node at a time
+            assert issue.actor and issue.repair
+            say(issue.actor, issue.repair_text)
+            issue.repair()
+            restarted.add(issue.actor.node.name)
+        since = None
+    return [i.text for i in found] or ["the nodes' resources did not settle (still in "
+                                       "transition, or a node not answering)"]
 
 
 def _run(targets: list[Target], command: str) -> Callable[[], None]:

@@ -11,6 +11,7 @@ from fabric import Connection
 
 from . import equivalence, handover, lock, spares, supervision
 from .apply import remove_firewall, remove_supervision, remove_sysctl
+from .converge import repair_claims
 from .deploy import DeployError, Output, Recap, deploy_cluster
 from .model import Cluster
 from .nodelist import forget
@@ -85,6 +86,13 @@ def _decommission(cluster: Cluster, remote: Remote, name: str, remaining: Sequen
     if not recap.failed:
         forget(cluster, [Remote(c, c.original_host or c.host) for c in remaining], node)
         out(f"[{name}] left the cluster")
+        # heartbeat took the stopped node for a dead one whose resources it now holds:
+        # where a survivor holding nothing believes so, it would take no failover over
+        problems = repair_claims(cluster, match_targets(cluster, remaining),
+                                 lambda t, line: out(f"[{t.host}] {line}"))
+        if problems:
+            recap.failed = True
+            recap.messages += problems
     return recap
 
 

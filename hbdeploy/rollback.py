@@ -3,10 +3,12 @@ read them again where it had read the new ones (reload or restart, as the run di
 
 from __future__ import annotations
 
+import dataclasses
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING
 
 from . import apply, nodelist
+from .converge import repair_claims
 from .facts import peer_states
 from .layout import UNAPPLIED
 from .remote import RemoteError
@@ -81,7 +83,10 @@ def roll_back(run: Deployment) -> None:
 
     with ThreadPoolExecutor(max_workers=max(1, len(stopping))) as pool:
         list(pool.map(stop, stopping))
+    left = bool(run.introduced) or any(t.node.name in joining for t in stopping)
     _forget_introduced(run)
+    if left:
+        _repair_claims(run)
 
 
 def _joining(run: Deployment) -> set[str]:
@@ -110,6 +115,21 @@ def _forget_introduced(run: Deployment) -> None:
             continue
         run.out(f"{node} taken out of the running nodes' node lists again (hb_delnode)")
     run.introduced = []
+
+
+def _repair_claims(run: Deployment) -> None:
+    """A joining node that came and went is, to heartbeat on the members, a dead node whose
+    resources they now hold (converge.phantom_claims): where a member holding nothing
+    believes so, it would take no failover over. Checked among the members as they were
+    before the run (the previous files name no other node)."""
+    members = [t for t in run.targets
+               if t.node.name in run.plans and run.plans[t.node.name].facts.running]
+    names = {t.node.name for t in members}
+    cluster = dataclasses.replace(
+        run.cluster, nodes=tuple(n for n in run.cluster.nodes if n.name in names),
+        groups=tuple(g for g in run.cluster.groups if g.node in names))
+    for problem in repair_claims(cluster, members, run.say):
+        run.out(f"after the rollback: {problem}")
 
 
 def _cancel_pending_standby(run: Deployment, target: Target) -> None:
