@@ -159,6 +159,13 @@ def replace(cluster: Cluster, dead: Connection, spare: str, members: Sequence[Co
     if recap.failed:
         return recap
     forget(cluster, [t.remote for t in survivors], dead_name)
+    # the new member started while the survivors still listed the dead node: heartbeat
+    # may have marked that node's (none) as taken there too (converge.phantom_claims)
+    problems = repair_claims(cluster, targets, lambda t, line: out(f"[{t.host}] {line}"))
+    if problems:
+        recap.failed = True
+        recap.messages += problems
+        return recap
     out(f"{spare} replaced {dead_name}: a full pair again "
         f"{time.monotonic() - started:.1f} s after the command started (every member sees "
         "the others active, each group held once)")

@@ -88,6 +88,10 @@ def test_a_spare_replaces_a_dead_holder_and_the_dead_node_stays_out(
         assert "[haproxy1] does not answer: not fenced now" in result.stdout
         assert "haproxy3 replaced haproxy1: a full pair again" in result.stdout
         assert holders(FLOATING_IP, NODES) == ["haproxy3"]  # the preferred node now
+        # haproxy2 holds nothing and must not believe it holds the group (it would take
+        # no failover over: converge.phantom_claims)
+        claim = ssh(lab, "haproxy2", "cl_status rscstatus").stdout.strip()
+        assert claim not in ("all", "foreign"), (claim, result.stdout)
         # one planned move (auto_failback on: to haproxy3), nothing else
         assert traffic.unanswered(begun, done) < 2, traffic.failed_at()
         code = cli(lab, "status", "--cluster", str(edited), hosts=None).returncode
@@ -132,6 +136,8 @@ def test_a_spare_replaces_a_dead_holder_and_the_dead_node_stays_out(
                      str(swapped), hosts=None)
         assert result.returncode == 0, result.stdout + result.stderr
         assert "[haproxy2] fenced" in result.stdout, result.stdout
+        claim = ssh(lab, "haproxy1", "cl_status rscstatus").stdout.strip()
+        assert claim not in ("all", "foreign"), (claim, result.stdout)
     assert traffic.failures == 0 and traffic.servers() == {"haproxy3"}, traffic.failed_at()
     assert set(watch.samples) == {("haproxy3",)}
     assert ssh(lab, "haproxy2", "systemctl is-enabled heartbeat", check=False
