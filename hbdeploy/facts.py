@@ -12,6 +12,7 @@ from __future__ import annotations
 import base64
 import json
 import shlex
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from . import announce as announce_script
@@ -307,6 +308,17 @@ def parse(output: str) -> HostFacts:
 def peer_states(cluster: Cluster, node: str, found: HostFacts) -> dict[str, str]:
     """Node ``node``'s peers and their states, as the view in its facts reports them."""
     return status.parse_view(cluster, node, node, "\n".join(found.view)).peers
+
+
+def listed_by_running(cluster: Cluster, found: Mapping[str, HostFacts]) -> set[str]:
+    """Every node that a node running heartbeat lists as a peer in its view (in any state
+    but unknown): the members, as the running nodes know them."""
+    listed: set[str] = set()
+    for name, host in found.items():
+        if host.running:
+            listed |= {peer for peer, state in peer_states(cluster, name, host).items()
+                       if state != "unknown"}
+    return listed
 
 
 def gather(remote: Remote, script: str | None = None) -> HostFacts:

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 
 from . import apply, nodelist
 from .converge import repair_claims
-from .facts import peer_states
+from .facts import listed_by_running
 from .layout import UNAPPLIED
 from .remote import RemoteError
 
@@ -92,11 +92,7 @@ def roll_back(run: Deployment) -> None:
 def _joining(run: Deployment) -> set[str]:
     """Nodes whose heartbeat was not running when the run began and that no running node
     listed as a peer: not members yet."""
-    listed: set[str] = set()
-    for name, plan in run.plans.items():
-        if plan.facts.running:
-            listed |= {peer for peer, state in peer_states(run.cluster, name, plan.facts).items()
-                       if state != "unknown"}
+    listed = listed_by_running(run.cluster, {n: p.facts for n, p in run.plans.items()})
     return {name for name, plan in run.plans.items()
             if not plan.facts.running and name not in listed}
 

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 from . import apply, nodelist
 from .converge import config_fault
 from .errors import HbdeployError
-from .facts import peer_states
+from .facts import listed_by_running, peer_states
 from .handover import (
     HB_TAKEOVER,
     HandoverError,
@@ -78,13 +78,8 @@ class Rollout:
     def _listed_members(self, plans: dict[str, HostPlan]) -> set[str]:
         """Nodes whose heartbeat is not running that a running node's view lists as a peer
         (dead or otherwise, not unknown): members already, not joining ones."""
-        listed: set[str] = set()
-        for target in self.targets:
-            found = plans[target.node.name].facts
-            if found.running:
-                listed |= {peer for peer, state in peer_states(self.cluster, target.node.name,
-                                                               found).items()
-                           if state != "unknown"}
+        listed = listed_by_running(self.cluster, {t.node.name: plans[t.node.name].facts
+                                                  for t in self.targets})
         return {name for name in listed if name in plans and not plans[name].facts.running}
 
     def restart_all(self, plans: dict[str, HostPlan]) -> None:
