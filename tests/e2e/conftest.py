@@ -34,7 +34,7 @@ from hbdeploy.lab import Lab, rootfs  # noqa: E402
 GROUPS = {"test_1_deploy": "lab-a", "test_1b_partitions": "lab-a", "test_1c_faults": "lab-a",
           "test_2_operations": "lab-b", "test_3_lab": "lab-b", "test_4_firewalls": "lab-b",
           "test_5_releases": "lab-b", "test_6_spares": "lab-a",
-          "test_7_fenced": "lab-b"}
+          "test_7_fenced": "lab-a"}
 CLONE_NEWNET = 0x40000000
 # This process's first network namespace (the machine's), for what must reach the Internet
 # from a worker in a namespace of its own (the wheel test's pip): see host_network().
