@@ -228,20 +228,26 @@ class HostFacts:
     def running(self) -> bool:
         return self.hb_active == "active"
 
+    def _unapplied_record(self) -> tuple[str, list[str]]:
+        """The record's stamp and files (layout.UNAPPLIED), when it is this heartbeat's:
+        ("", []) once heartbeat restarted, or when it does not run."""
+        invocation, stamp, *names = [*self.unapplied_line.split(), "", ""]
+        if not self.running or not self.hb_invocation or invocation != self.hb_invocation:
+            return "", []
+        return stamp, [name for name in dict.fromkeys(names) if name in FILES]
+
     @property
     def unapplied(self) -> list[str]:
         """Files a run put in place that this heartbeat has not re-read (see
         layout.UNAPPLIED): empty once it restarted, or when it does not run."""
-        invocation, _stamp, *names = [*self.unapplied_line.split(), "", ""]
-        if not self.running or not self.hb_invocation or invocation != self.hb_invocation:
-            return []
-        return [name for name in dict.fromkeys(names) if name in FILES]
+        return self._unapplied_record()[1]
 
     @property
     def unapplied_stamp(self) -> str:
         """The stamp of the backups made just before the first of :attr:`unapplied` was
         put in place (the files heartbeat last read), "" when there are none."""
-        return ([*self.unapplied_line.split(), "", ""])[1] if self.unapplied else ""
+        stamp, names = self._unapplied_record()
+        return stamp if names else ""
 
     def ips(self) -> set[str]:
         return {ip for _, ip in self.addresses}

@@ -236,7 +236,7 @@ def plan_host(host: str, node: Node, facts: HostFacts, cluster: Cluster) -> Host
             unit_state = "enabled" if firewall.boot_unit(backend) else ""
             plan.firewall = (facts.fw_script != sha256(plan.firewall_script)
                              or facts.fw_check != "ok" or facts.fw_unit != unit_state)
-    plan.unapplied = [name for name in facts.unapplied if name in files]
+    plan.unapplied = facts.unapplied  # of the three files, like ``files``
     plan.enable = facts.hb_enabled != "enabled"
     plan.supervision = supervision.render(cluster, node.name, facts.gateway,
                                           plan.heartbeat_path)
