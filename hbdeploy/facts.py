@@ -33,10 +33,10 @@ p() { printf '%s\t%s\n' "$1" "$2"; }
 node=; read -r node 2>/dev/null </proc/sys/kernel/hostname || node=$(uname -n)
 """
 # What both branches of a cluster's probe read, read once before they start: the node's
-# addresses and its clock (one process each rather than two; CPU is what a many-node run
-# on few cores waits for).
+# addresses (one process rather than two; CPU is what a many-node run on few cores waits
+# for). The clock is read only where it is used: beside a run lock (lock.PROBE) and by the
+# standby-wedge check (status.py), each with its own `date`.
 SHARED = r"""addrs=$(ip -o -4 addr show 2>/dev/null)
-now=$(date +%s)
 """
 PROBE = (r"""
 p uname "$node"
@@ -170,10 +170,11 @@ def probe(cluster: Cluster | None = None, node: str = "", announce: bool = False
                 .replace("__ANNOUNCE_SCRIPT__", arp.replace("'", "'\\''")))
     # The heartbeat view and the floating IPs run beside the facts, not after them: their
     # cl_status questions mostly wait for heartbeat's answers (status.py), the facts are
-    # work for the CPU. The view's lines go through a pipe and follow the facts' (cat),
-    # so no line of one is cut by a line of the other.
+    # work for the CPU. The view's lines go through a pipe and follow the facts' (copied by
+    # the shell: a `cat` was one process more), so no line of one is cut by the other's.
     return (HEAD + SHARED + "{\n" + status_part + "\n"
-            + floating + "} | {\n" + PROBE.replace("__TOOLS__", tools) + "cat\n}\n")
+            + floating + "} | {\n" + PROBE.replace("__TOOLS__", tools)
+            + "while IFS= read -r l; do printf '%s\\n' \"$l\"; done\n}\n")
 
 
 @dataclass

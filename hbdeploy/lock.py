@@ -37,8 +37,8 @@ TOKEN = uuid.uuid4().hex  # this process's runs
 FIELDS = ("token", "user", "controller", "pid", "command", "since", "expires")
 
 # The facts probe's part: the owner line as it is, and the node's clock (for expiry).
-PROBE = (f'[ -n "${{now:-}}" ] || now=$(date +%s); p now "$now"; '
-         f'[ -f {OWNER} ] && {{ l=; IFS= read -r l <{OWNER}; p lock "$l"; }}')
+PROBE = (f'[ -f {OWNER} ] && {{ [ -n "${{now:-}}" ] || now=$(date +%s); p now "$now"; '
+         f'l=; IFS= read -r l <{OWNER}; p lock "$l"; }}')
 
 # "acquire", "renew", "release" under flock; "$1" is the action, "$2" our owner line (tab-
 # separated FIELDS with expires filled in here from the node's clock), "$3" "break" or "".

@@ -359,6 +359,30 @@ def test_guard_references_are_ping_then_the_gateway() -> None:
     assert "Restart=always" in supervision.DROPIN
 
 
+ROUTES = """Iface\tDestination\tGateway \tFlags\tRefCnt\tUse\tMetric\tMask\t\tMTU\tWindow\tIRTT
+eth1\t0000A8C0\t00000000\t0001\t0\t0\t0\t00FFFFFF\t0\t0\t0
+eth1\t00000000\t00000000\t0001\t0\t0\t50\t00000000\t0\t0\t0
+eth0\t00000000\t0100090A\t0003\t0\t0\t100\t00000000\t0\t0\t0
+eth1\t00000000\tFE01A8C0\t0003\t0\t0\t200\t00000000\t0\t0\t0
+"""
+
+
+@pytest.mark.parametrize(("table", "gateway"), [
+    (ROUTES, "10.9.0.1"),  # the first default route with a gateway, in the kernel's order
+    (ROUTES.replace("0003\t0\t0\t100", "0001\t0\t0\t100"), "192.168.1.254"),
+    ("\n".join(ROUTES.splitlines()[:3]) + "\n", None),  # a default route with no gateway
+    ("", None),
+])
+def test_the_probe_reads_the_gateway_as_ip_route_lists_it(tmp_path, table: str,
+                                                          gateway: str | None) -> None:
+    routes = tmp_path / "route"
+    routes.write_text(table)
+    script = ("p() { printf '%s\\t%s\\n' \"$1\" \"$2\"; }\n"
+              + supervision.PROBE.replace("/proc/net/route", str(routes)))
+    out = subprocess.run(["sh", "-c", script], capture_output=True, text=True).stdout
+    assert parse(out).gateway == (gateway or "")
+
+
 def test_guard_steps_out_before_a_peer_can_declare_its_node_dead() -> None:
     hb = "/usr/libexec/heartbeat/heartbeat"
 
