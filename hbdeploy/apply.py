@@ -285,17 +285,57 @@ def remove_supervision(remote: Remote) -> None:
 def enable(remote: Remote) -> None:
     """Enabled at boot (and unmasked: a spare that `replace` makes a member is masked)."""
     remote.run("systemctl unmask heartbeat.service >/dev/null 2>&1; "
-               "systemctl enable heartbeat.service >/dev/null 2>&1")
+               "systemctl enable heartbeat.service >/dev/null 2>&1", idempotent=True)
 
 
 def stop(remote: Remote) -> None:
-    """Stop heartbeat gracefully: it releases its resources as its haresources lists them."""
-    remote.run("systemctl stop heartbeat.service", timeout=600)
+    """Stop heartbeat gracefully: it releases its resources as its haresources lists them.
+    Run again after a lost connection: a second stop waits for the first's job, or finds
+    heartbeat stopped."""
+    remote.run("systemctl stop heartbeat.service", timeout=600, idempotent=True)
 
 
-def restart(remote: Remote) -> None:
-    """(Re)start heartbeat; a graceful stop hands this node's resources to a peer."""
-    remote.run("systemctl restart heartbeat.service", timeout=600)
+RESTARTED = "/run/hbdeploy-restart"  # the last restart asked: its token, the InvocationID before
+
+# "$1": the call's token. The first run records the token and heartbeat's InvocationID (a
+# new one each start), then restarts. A run that finds its own token is the same call run
+# again after the connection was lost (Remote.run): it does not restart a second time, but
+# waits for the restart job the first run queued; when heartbeat's InvocationID changed, the
+# restart took place (exit 0 when heartbeat is active, as `systemctl restart` would); when
+# it did not and no job is queued, the first run never reached systemd, and it restarts now.
+_RESTART = r"""
+inv() { systemctl show -p InvocationID --value heartbeat.service 2>/dev/null; }
+if read -r t before < __RESTARTED__ 2>/dev/null && [ "$t" = "$1" ]; then
+  end=$(( $(date +%s) + 590 ))
+  while :; do  # its job queued or running (whatever the words when there is none)
+    case $(systemctl list-jobs --no-legend heartbeat.service 2>/dev/null) in
+      *heartbeat.service*) ;; *) break ;; esac
+    [ "$(date +%s)" -lt "$end" ] || { echo "heartbeat's restart job did not end" >&2; exit 3; }
+    sleep 0.2
+  done
+  now=$(inv)
+  if [ -n "$now" ] && [ "$now" != "$before" ]; then
+    echo "the connection was lost while heartbeat restarted: it restarted once, not again"
+    systemctl is-active -q heartbeat.service; exit
+  fi
+  echo "the connection was lost before the restart reached systemd: restarted now"
+fi
+echo "$1 $(inv)" > __RESTARTED__
+systemctl restart heartbeat.service
+""".replace("__RESTARTED__", RESTARTED)
+
+
+def restart(remote: Remote, token: str | None = None) -> str:
+    """(Re)start heartbeat; a graceful stop hands this node's resources to a peer.
+
+    Restarted once even when the connection drops while it runs and the command is run
+    again (_RESTART): a second restart would be a second stop and start of the node's
+    heartbeat, and a second move of the resources it holds. Returns what the run again
+    found and did ("" when it was not needed); ``token`` is for tests."""
+    _, out, _ = remote.run("# systemctl restart heartbeat.service, once (apply._RESTART)\n"
+                           f"set -- {token or uuid.uuid4().hex}" + _RESTART, timeout=600,
+                           idempotent=True)
+    return out.strip()
 
 
 # heartbeat's ResourceManager, when a resource of a group fails to start, gives the group up

@@ -71,7 +71,9 @@ def roll_back(run: Deployment) -> None:
                 if freed:
                     run.say(target, freed)
             elif how == "restart":
-                apply.restart(target.remote)
+                said = apply.restart(target.remote)
+                if said:
+                    run.say(target, said)
         except RemoteError as exc:
             run.say(target, f"heartbeat with the previous files failed too: {exc}")
     # Nodes that had no configuration, or no heartbeat running, served nothing before this

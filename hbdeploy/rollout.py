@@ -203,7 +203,8 @@ class Rollout:
         with ThreadPoolExecutor(max_workers=len(order)) as pool:
             for target, future in [(t, pool.submit(apply.restart, t.remote)) for t in order]:
                 try:
-                    future.result()
+                    if said := future.result():
+                        self.say(target, said)
                 except RemoteError as exc:
                     self.results[target.node.name].steps["service"] = "failed"
                     self.say(target, f"FAILED: {exc}")
@@ -250,7 +251,7 @@ class Rollout:
 
     def _settle(self, target: Target, plan: HostPlan, peers: set[str],
                 check_groups: bool, booting: bool = False,
-                reexec_mark: str | None = None, start: Callable[[], None] | None = None
+                reexec_mark: str | None = None, start: Callable[[], str] | None = None
                 ) -> None:
         """Wait until ``target`` is healthy (after a reload that changed ha.cf, first for
         heartbeat's re-exec: ``reexec_mark``; ``start``: heartbeat's (re)start, run first);
@@ -261,8 +262,8 @@ class Rollout:
         runs and is merely slow to see its peers keeps them: a rerun goes on from there.
         """
         try:
-            if start is not None:
-                start()
+            if start is not None and (said := start()):
+                self.say(target, said)
             if reexec_mark is not None:
                 freed = apply.await_reexec(target.remote, reexec_mark)
                 if freed:

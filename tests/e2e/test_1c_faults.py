@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from hbdeploy import apply
 from hbdeploy.config import load_cluster
 from hbdeploy.lab import Lab, network
 from hbdeploy.lab.demo import http_name
@@ -417,6 +418,82 @@ def test_a_connection_lost_while_a_command_runs(cluster: Lab, idempotent: bool) 
         assert "the connection closed while `sh -c" in message, message
         assert "whether it ran is unknown" in message, message
         assert (count, remote.commands) == ("1", 1)
+
+
+def _processes(ns: str, prefix: bytes) -> list[str]:
+    """Pids in namespace ``ns`` whose command line starts with ``prefix`` (NUL-separated)."""
+    pids = subprocess.run(["ip", "netns", "pids", ns], capture_output=True, text=True,
+                          check=True).stdout.split()
+    found = []
+    for pid in pids:
+        with contextlib.suppress(OSError):
+            if Path(f"/proc/{pid}/cmdline").read_bytes().startswith(prefix):
+                found.append(pid)
+    return found
+
+
+def test_a_restart_whose_connection_is_lost_is_not_run_twice(cluster: Lab) -> None:
+    """apply.restart on haproxy2 (which holds nothing): its sshd session is killed while
+    `systemctl restart` runs. The restart is run again on a new connection, finds the
+    restart it queued (heartbeat's InvocationID changed) and does not restart again: one
+    start of heartbeat in the journal. Then both branches of a rerun by its token: the first
+    attempt never reached systemd (restarted now), and it did (not restarted again)."""
+    lab = cluster
+    ns = network.node_ns("haproxy2")
+    remote = Remote(verify_host_keys(connections(["haproxy2"], lab.ssh_config_path)[0]),
+                    "haproxy2")
+
+    def invocation() -> str:
+        return ssh(lab, "haproxy2", "systemctl show -p InvocationID --value heartbeat.service"
+                   ).stdout.strip()
+
+    def starts_since(cursor: str) -> int:
+        out = ssh(lab, "haproxy2", f"journalctl -u heartbeat.service --after-cursor "
+                                   f"{shlex.quote(cursor)} -o cat").stdout
+        return out.count("Started heartbeat.service")  # systemd's line (heartbeat logs twice)
+
+    cursor = ssh(lab, "haproxy2", "journalctl -u heartbeat.service -n 0 --show-cursor -o cat"
+                 ).stdout.strip().rsplit("cursor: ", 1)[1]
+    before = invocation()
+    outcome: list[object] = []
+
+    def run() -> None:
+        try:
+            outcome.append(apply.restart(remote))
+        except Exception as exc:
+            outcome.append(exc)
+
+    thread = threading.Thread(target=run)
+    try:
+        thread.start()
+        poll(lambda: _processes(ns, b"systemctl\0restart\0heartbeat.service"), 20, 0.005)
+        assert _kill_ssh_sessions(ns), "the client's sshd session"
+        thread.join(120)
+        assert not thread.is_alive(), "the restart never returned"
+        assert outcome == ["the connection was lost while heartbeat restarted: it restarted "
+                           "once, not again"], outcome
+        assert remote.commands == 2, "run again once, on a new connection"
+        after = invocation()
+        assert after and after != before
+        assert starts_since(cursor) == 1, "heartbeat started once"
+        poll(lambda: ssh(lab, "haproxy2", "cl_status nodestatus haproxy1", check=False
+                         ).stdout.strip() == "active", 60, 0.5)
+
+        # A rerun whose first attempt never reached systemd: the record says the token with
+        # the InvocationID still running.
+        ssh(lab, "haproxy2", f"echo 'never-reached {after}' > {apply.RESTARTED}")
+        assert apply.restart(remote, token="never-reached") == (
+            "the connection was lost before the restart reached systemd: restarted now")
+        again = invocation()
+        assert again not in (after, "") and starts_since(cursor) == 2
+        poll(lambda: ssh(lab, "haproxy2", "cl_status nodestatus haproxy1", check=False
+                         ).stdout.strip() == "active", 60, 0.5)
+        # A rerun of a restart that took place: not restarted again.
+        ssh(lab, "haproxy2", f"echo 'took-place {after}' > {apply.RESTARTED}")
+        assert "restarted once, not again" in apply.restart(remote, token="took-place")
+        assert invocation() == again and starts_since(cursor) == 2
+    finally:
+        remote.close()
 
 
 def test_files_an_interrupted_run_left_unread_are_read_by_the_next_run(cluster: Lab,
