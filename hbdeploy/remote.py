@@ -284,20 +284,23 @@ class Remote:
         tmp = self.staged_path(path)
         self.commands += 1  # the transfer
         try:
-            sftp = self.connection.sftp()
-            if self.is_root:
-                with sftp.open(tmp, "w") as handle:
-                    handle.chmod(mode)  # before any byte is written: authkeys never readable
-                    handle.write(content.encode())
-                    handle.flush()
+            try:
+                staged = self._transfer(path, tmp, content, mode)
+            except (OSError, paramiko.SSHException, EOFError):
+                if not self._dropped():
+                    raise
+                # The connection was gone (sshd restarted, its session killed, a reset):
+                # the transfer only writes the staged file, so it is made again on a new
+                # connection, once.
+                self.connection.close()
+                self.commands += 1
+                staged = self._transfer(path, tmp, content, mode)
+            if staged is None:
                 return tmp
-            staged = f".hbdeploy-{os.path.basename(path)}.{os.getpid()}"
-            with sftp.open(staged, "w") as handle:
-                handle.chmod(0o600)
-                handle.write(content.encode())
         except (OSError, paramiko.SSHException, EOFError) as exc:
             self._discard(tmp)
             reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+            reason = reason or type(exc).__name__
             free = self._free_kib(os.path.dirname(path))
             if free is not None and free < 64:  # SFTP reports a full disk as "Failure"
                 reason = f"{reason}: no space left there, {free} KiB free"
@@ -309,6 +312,23 @@ class Remote:
         self.run(f"install -o root -g root -m {mode:04o} {src} {shlex.quote(tmp)} "
                  f"|| {{ rm -f {src} {shlex.quote(tmp)}; exit 1; }}; rm -f {src}")
         return tmp
+
+    def _transfer(self, path: str, tmp: str, content: str, mode: int) -> str | None:
+        """One SFTP transfer of ``content``: to ``tmp`` as root (None), else to a file in
+        the login's home, whose name it returns (for sudo's ``install``)."""
+        self._notice_a_dead_peer()
+        sftp = self.connection.sftp()
+        if self.is_root:
+            with sftp.open(tmp, "w") as handle:
+                handle.chmod(mode)  # before any byte is written: authkeys never readable
+                handle.write(content.encode())
+                handle.flush()
+            return None
+        staged = f".hbdeploy-{os.path.basename(path)}.{os.getpid()}"
+        with sftp.open(staged, "w") as handle:
+            handle.chmod(0o600)
+            handle.write(content.encode())
+        return staged
 
     def _free_kib(self, folder: str) -> int | None:
         """Free space where ``folder`` lives, in KiB (None when it cannot be told)."""

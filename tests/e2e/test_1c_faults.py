@@ -320,13 +320,16 @@ def test_a_dropped_ssh_session_mid_run_is_reopened(cluster: Lab, tmp_path: Path)
     assert traffic.failures == 0 and lock_lines(lab) == {"haproxy1": "", "haproxy2": ""}
 
 
-def test_a_connection_that_died_unnoticed_is_reopened_for_the_next_command(cluster: Lab
-                                                                          ) -> None:
+@pytest.mark.parametrize("then", ["command", "file"])
+def test_a_connection_that_died_unnoticed_is_reopened_for_the_next_command(cluster: Lab,
+                                                                          then: str) -> None:
     """haproxy2's sshd session dies and its FIN never arrives (dropped in haproxy2's
     namespace): the client still thinks the connection is up, and its next command learns
     otherwise only when it asks for a session (a TCP reset). Nothing of the command was
     sent, so it reconnects and runs it (CI, 2026-12-05: "ssh error: " after sessions were
-    killed, when the command went out before paramiko had read the FIN)."""
+    killed, when the command went out before paramiko had read the FIN). A file's transfer
+    (its SFTP session open on the old connection) is made again on a new one the same way:
+    it only writes the staged file beside the target."""
     lab = cluster
     ns = network.node_ns("haproxy2")
     remote = Remote(verify_host_keys(connections(["haproxy2"], lab.ssh_config_path)[0]),
@@ -336,8 +339,11 @@ def test_a_connection_that_died_unnoticed_is_reopened_for_the_next_command(clust
         subprocess.run(["ip", "netns", "exec", ns, "iptables", *args], check=True)
 
     rules: list[list[str]] = []
+    target = f"/run/hbdeploy-test-file-{os.getpid()}"
     try:
         assert remote.run("echo one")[1].strip() == "one"
+        if then == "file":
+            remote.write_file(target, "one\n", 0o600)  # its SFTP session stays open
         port = remote.connection.client.get_transport().sock.getsockname()[1]
         old = ["OUTPUT", "-p", "tcp", "--sport", "22", "--dport", str(port)]
         for flag in ("FIN", "RST"):  # the old connection's close: never sent
@@ -354,12 +360,21 @@ def test_a_connection_that_died_unnoticed_is_reopened_for_the_next_command(clust
         poll(lambda: not any(Path(f"/proc/{p}").exists() for p in sessions), 10)
         iptables("-D", *rules.pop())  # the reset answering the next packet gets through
         assert remote.connection.is_connected  # the client has not noticed
-        assert remote.run("echo two")[1].strip() == "two"
-        assert remote.commands == 3, "the second command was run again on a new connection"
+        if then == "command":
+            assert remote.run("echo two")[1].strip() == "two"
+            assert remote.commands == 3, "the second command was run again on a new connection"
+        else:
+            before = remote.commands
+            remote.write_file(target, "two\n", 0o600)
+            # the transfer twice (the second on a new connection), then the rename
+            assert remote.commands - before == 3
+            assert ssh(lab, "haproxy2", f"stat -c %a {target}; cat {target}").stdout.split() == [
+                "600", "two"]
     finally:
         remote.close()
         for rule in rules:
             iptables("-D", *rule)
+        ssh(lab, "haproxy2", f"rm -f {target}", check=False)
 
 
 def _kill_ssh_sessions(ns: str) -> list[str]:
