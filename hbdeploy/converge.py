@@ -43,7 +43,15 @@ from .announce import announce_holders
 from .handover import HB_TAKEOVER
 from .model import Cluster
 from .standby_wedge import RELEASE, wedges
-from .status import ClusterStatus, NodeView, assess, snapshot
+from .status import (
+    ClusterStatus,
+    NodeView,
+    assess,
+    phantom_text,
+    phantoms,
+    snapshot,
+    stranger_text,
+)
 from .targets import Target
 
 Say = Callable[[Target, str], None]
@@ -130,6 +138,7 @@ def issues(cluster: Cluster, targets: list[Target], status: ClusterStatus) -> li
                     continue
                 found.append(Issue(f"hears {view.node} {peer}",
                                    f"{view.node} sees {peer} {state}"))
+    found += _strangers(cluster, by_node, status)
     whole = not found
     if whole:
         for wedge in wedges(cluster, status.nodes):
@@ -137,6 +146,7 @@ def issues(cluster: Cluster, targets: list[Target], status: ClusterStatus) -> li
             found.append(Issue(f"wedge {wedge.stuck}", wedge.text(), patience=2.0,
                                repair=_run([sender], RELEASE),
                                repair_text=wedge.repair_text(), actor=sender))
+        found += phantom_claims(cluster, by_node, status)
     for group in cluster.groups:
         ips = group.floating_ips()
         if not ips:
@@ -183,35 +193,50 @@ def issues(cluster: Cluster, targets: list[Target], status: ClusterStatus) -> li
     return found
 
 
+def _strangers(cluster: Cluster, by_node: dict[str, Target], status: ClusterStatus
+               ) -> list[Issue]:
+    """Nodes that running nodes list but the cluster file does not (NodeView.strangers).
+    A dead one is dropped from those lists (hb_delnode): the file says it is no member,
+    and while it is listed, the survivors take it for a dead member whose resources they
+    mark as theirs (phantom_claims). A live one is a member still: no repair (the deploy
+    refuses to run, deploy.Deployment.gather; `hbdeploy decommission` takes it out)."""
+    listing: dict[str, list[NodeView]] = {}
+    for view in status.nodes:
+        if view.reachable and view.heartbeat:
+            for peer in view.strangers:
+                listing.setdefault(peer, []).append(view)
+    found = []
+    deadtime = cluster.timings.deadtime.ms / 1000
+    for peer, views in sorted(listing.items()):
+        if all(v.strangers[peer] == "dead" for v in views):
+            names = [v.node for v in views]
+            found.append(Issue(
+                f"stranger {peer}", stranger_text(names[0], peer, "dead"),
+                patience=deadtime,
+                repair=_run([by_node[n] for n in names],
+                            f"{layout.HB_DELNODE} {shlex.quote(peer)}"),
+                repair_text=f"{', '.join(names)} still listed {peer}, which the cluster file "
+                            f"does not name, as a dead cluster node: hb_delnode {peer} there",
+                actor=by_node[names[0]]))
+        else:
+            state = next(v.strangers[peer] for v in views if v.strangers[peer] != "dead")
+            found.append(Issue(f"member {peer}", stranger_text(views[0].node, peer, state)))
+    return found
+
+
 def phantom_claims(cluster: Cluster, by_node: dict[str, Target], status: ClusterStatus
                    ) -> list[Issue]:
-    """Two members, each running: a node that holds no group but tells heartbeat it holds
-    the other's ("foreign" or "all" in ``cl_status rscstatus``), while the other holds
-    them. heartbeat 3.0.6 keeps a two-node view of resources (local and foreign); a third
-    node leaving (a decommission, a bootstrap rolled back) is a dead node whose resources
-    it marks as taken (hb_resource.c, takeover_from_node), although that node held none.
-    Both then claim every group ("Both machines own foreign resources!"), and when the
-    holder dies the other logs "Dead node ... gave up resources." and takes nothing (seen
-    in CI, and in the lab without ipfail: a cut not taken over in 30 s). A restart of
-    heartbeat there (it holds nothing) starts its view anew — once the node that left is
-    out of every node list: a heartbeat that starts while a peer still lists it as dead
-    marks its resources taken again (the lab: three restarts, "all" each time)."""
-    if len(cluster.nodes) != 2 or not all(g.floating_ips() for g in cluster.groups):
-        return []
+    """status.phantoms, each with its repair: a restart of heartbeat there (it holds
+    nothing), which starts its view of resources anew — once the node that left is out of
+    every node list: a heartbeat that starts while a peer still lists it as dead marks its
+    resources taken again (the lab: three restarts, "all" each time). Seen in CI, and in
+    the lab without ipfail: a cut of the holder not taken over in 30 s."""
     found = []
-    for view in status.nodes:
-        foreign = [g.node for g in cluster.groups if g.node != view.node]
-        if view.resources not in ("foreign", "all") or view.holds or not foreign:
-            continue
-        held_elsewhere = all(status.groups.get(g) and view.node not in status.groups[g]
-                             for g in foreign)
-        if not held_elsewhere:
-            continue
+    for view, foreign in phantoms(cluster, status.nodes, status.groups):
         target = by_node[view.node]
         found.append(Issue(
-            f"phantom {view.node}", f"heartbeat on {view.node} believes it holds "
-            f"{', '.join(foreign)}'s group(s) ({view.resources}) but holds none: it would not "
-            "take them over if their holder died",
+            f"phantom {view.node}", phantom_text(view, foreign),
+            patience=2 * cluster.timings.deadtime.ms / 1000,
             repair=_run([target], "systemctl restart heartbeat.service"),
             repair_text=f"heartbeat on {view.node} believed it held {', '.join(foreign)}'s "
                         f"group(s) ({view.resources}, left by a node that left the cluster) "

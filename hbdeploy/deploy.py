@@ -23,7 +23,7 @@ from .plan import HostPlan, plan_host, preflight
 from .render import RenderedFile, mask_authkeys
 from .rollback import roll_back
 from .rollout import Rollout, RolloutError
-from .status import parse_view, snapshot
+from .status import parse_view, snapshot, stranger_text
 from .targets import Target, match_targets
 
 Output = Callable[[str], None]
@@ -175,6 +175,8 @@ class Deployment:
             elif owner and check:
                 self.say(target, "note: another hbdeploy run holds the lock: "
                                  + owner.describe(host_facts.now))
+            if self.command not in ("decommission", "replace"):  # they take such a node out
+                problems += self._live_strangers(target, host_facts)
         try:
             problems += self._plan_rotation(found)
         except HbdeployError as exc:
@@ -240,6 +242,17 @@ class Deployment:
         for found, error in _parallel(_guard(one), todo, self.cancelled):
             problems += [error] if error else found
         return problems
+
+    def _live_strangers(self, target: Target, found: facts.HostFacts) -> list[str]:
+        """Nodes heartbeat on ``target`` lists as live members that the cluster file does
+        not name (status.NodeView.strangers): a member taken out of the file without
+        `hbdeploy decommission`. A deploy would leave it a member (heartbeat keeps a node
+        hb_addnode added), and once it stops, the survivors take it for a dead member
+        whose (no) resources they hold, and would not take over (converge.phantom_claims).
+        A dead one is dropped by converge (hb_delnode)."""
+        view = parse_view(self.cluster, target.node.name, target.host, "\n".join(found.view))
+        return [f"{target.host}: {stranger_text(target.node.name, peer, state)}"
+                for peer, state in sorted(view.strangers.items()) if state != "dead"]
 
     def _plan_rotation(self, found: dict[str, facts.HostFacts]) -> list[str]:
         """The key index the password has or gets (rekey.choose_index: the cluster is

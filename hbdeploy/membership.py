@@ -82,7 +82,7 @@ def _decommission(cluster: Cluster, remote: Remote, name: str, remaining: Sequen
     remote.run("systemctl disable --now heartbeat.service", timeout=600)
     remove_firewall(remote)
     remove_sysctl(remote)
-    recap = deploy_cluster(cluster, remaining, out=out)
+    recap = deploy_cluster(cluster, remaining, out=out, command="decommission")
     if not recap.failed:
         forget(cluster, [Remote(c, c.original_host or c.host) for c in remaining], node)
         out(f"[{name}] left the cluster")

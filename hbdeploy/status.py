@@ -54,6 +54,14 @@ for n in __PEERS__; do
   done
 done
 if [ $up = yes ]; then
+  # Nodes in heartbeat's node list that the cluster file does not name (nor its ping
+  # nodes): a member taken out of the file without `decommission` (NodeView.strangers).
+  ( known=" "; for k in __KNOWN__; do known="$known$k "; done
+    for n in $(cl_status listnodes 2>/dev/null); do
+      case $known in *" $n "*) continue ;; esac
+      echo "stranger $n $(cl_status nodetype "$n" 2>/dev/null || echo unknown)" \
+           "$(cl_status nodestatus "$n" 2>/dev/null || echo unknown)"
+    done ) & asked="$asked $!"
   # Only a node whose resources are in transition can be stuck on a standby exchange
   # (standby_wedge.wedges): its journal is read only then (the read and its awk were a
   # fifth of the probe's CPU, on every node of every run).
@@ -96,6 +104,11 @@ class NodeView:
     floating: list[str] = field(default_factory=list)  # the cluster's floating IPs it has
     resources: str = ""  # cl_status rscstatus: none/local/foreign/all, or transition
     standby_wait: int = 0  # seconds it has waited on a standby exchange (standby_wedge.py)
+    # Nodes heartbeat lists as cluster nodes (nodetype normal) that the cluster file does
+    # not name -> their state (dead, active, ...): a member taken out of the file without
+    # `hbdeploy decommission` is still one to heartbeat, and once it stops, a dead node
+    # whose (no) resources the others mark as theirs (converge.phantom_claims).
+    strangers: dict[str, str] = field(default_factory=dict)
 
     @property
     def starting(self) -> bool:
@@ -136,7 +149,9 @@ def probe(cluster: Cluster, name: str, links: bool = True) -> str:
     a caller that judges by the peers' states alone (a node has one media interface, so a
     link's state follows its peer's; the deploy's facts probe)."""
     peers = [n for n in cluster.node_names if n != name]
+    known = (*cluster.node_names, *cluster.ping, *(g for g, _ in cluster.ping_groups))
     return (PROBE.replace("__PEERS__", " ".join(map(shlex.quote, peers)))
+            .replace("__KNOWN__", " ".join(map(shlex.quote, known)))
             .replace("__LINKS__", shlex.quote(cluster.node(name).interface) if links else ""))
 
 
@@ -172,6 +187,8 @@ def parse_view(cluster: Cluster, name: str, host: str, out: str) -> NodeView:
             view.standby_wait = int(parts[1])
         elif len(parts) == 2 and parts[0] == "addr":
             addrs.add(parts[1])
+        elif len(parts) == 4 and parts[0] == "stranger" and parts[2] == "normal":
+            view.strangers[parts[1]] = parts[3]
     # A node holds a group when it has any of the group's floating IPs (during a rolling
     # update that adds an IP, the running group has only the old ones); see `partial`.
     view.floating = [ip for ip in cluster.floating_ips() if ip in addrs]
@@ -179,6 +196,45 @@ def parse_view(cluster: Cluster, name: str, host: str, out: str) -> NodeView:
     view.partial = [g.node for g in cluster.groups
                     if set(g.floating_ips()) & addrs and not set(g.floating_ips()) <= addrs]
     return view
+
+
+def phantoms(cluster: Cluster, views: Sequence[NodeView], groups: dict[str, list[str]]
+             ) -> list[tuple[NodeView, list[str]]]:
+    """Two members, each running: a node that holds no group but tells heartbeat it holds
+    the other's ("foreign" or "all" in ``cl_status rscstatus``) while the other holds
+    them, with the groups it claims. heartbeat 3.0.6 keeps a two-node view of resources
+    (local and foreign); a node that leaves the cluster is a dead node to the others,
+    whose resources they mark as taken (hb_resource.c, takeover_from_node), although it
+    held none. Both then claim every group ("Both machines own foreign resources!"), and
+    when the holder dies the other logs "Dead node ... gave up resources." and takes
+    nothing (converge.phantom_claims repairs it)."""
+    if len(cluster.nodes) != 2 or not all(g.floating_ips() for g in cluster.groups):
+        return []
+    found = []
+    for view in views:
+        foreign = [g.node for g in cluster.groups if g.node != view.node]
+        if view.resources not in ("foreign", "all") or view.holds or not foreign:
+            continue
+        if all(groups.get(g) and view.node not in groups[g] for g in foreign):
+            found.append((view, foreign))
+    return found
+
+
+def phantom_text(view: NodeView, foreign: list[str]) -> str:
+    return (f"heartbeat on {view.node} believes it holds {', '.join(foreign)}'s group(s) "
+            f"({view.resources}) but holds none: it would not take them over if their "
+            "holder failed")
+
+
+def stranger_text(node: str, peer: str, state: str) -> str:
+    """What a node listing ``peer`` (not in the cluster file) means, and its fix."""
+    if state == "dead":
+        return (f"{node} still lists {peer} ({state}) as a cluster node, but the cluster file "
+                f"does not: heartbeat takes it for a dead member; `hbdeploy deploy` takes it "
+                "out of the node lists (hb_delnode)")
+    return (f"{node} lists {peer} ({state}) as a cluster node, but the cluster file does "
+            f"not: it is still a member; `hbdeploy decommission {peer}` takes it out (it "
+            "hands its groups over and stops), or put it back in the file")
 
 
 def assess(cluster: Cluster, views: list[NodeView]) -> ClusterStatus:
@@ -219,7 +275,11 @@ def assess(cluster: Cluster, views: list[NodeView]) -> ClusterStatus:
                          if state != "active"]
             problems += [f"{v.node}: link {link} is {state}" for link, state in v.links.items()
                          if state != "up"]
+            problems += [stranger_text(v.node, peer, state)
+                         for peer, state in v.strangers.items()]
     problems += [f"{w.text()}; `hbdeploy deploy` ends it" for w in wedges(cluster, views)]
+    problems += [f"{phantom_text(v, foreign)}; `hbdeploy deploy` restarts heartbeat there"
+                 for v, foreign in phantoms(cluster, views, groups)]
     members = [v for v in views if v.reachable and v.heartbeat]
     if len(views) > 1 and len(members) < 2:
         problems.append(f"no spare left: heartbeat runs on {len(members)} of {len(views)} "

@@ -15,7 +15,8 @@ from hbdeploy.facts import HostFacts, parse
 from hbdeploy.plan import plan_host, preflight, sha256
 from hbdeploy.render import render_node
 from hbdeploy.source import from_document
-from hbdeploy.status import CRITICAL, DEGRADED, HEALTHY, NodeView, assess
+from hbdeploy.status import CRITICAL, DEGRADED, HEALTHY, NodeView, assess, parse_view
+from hbdeploy.status import probe as status_probe
 
 
 def cluster(**over: object):
@@ -357,6 +358,51 @@ def test_guard_references_are_ping_then_the_gateway() -> None:
     silent = supervision.render(cluster(), "n1", "", hb)["guard"].content
     assert 'REFERENCES=""' in silent and "the guard never acts" in silent
     assert "Restart=always" in supervision.DROPIN
+
+
+def test_a_node_the_file_does_not_name_in_heartbeats_node_list() -> None:
+    """A member taken out of the cluster file without `decommission` (heartbeat keeps a
+    node hb_addnode added): dead, converge drops it from the lists that have it (hb_delnode);
+    alive, it is a member still, with no repair (the deploy refuses to run)."""
+    c = cluster(ping="10.9.0.254")
+    script = status_probe(c, "n1")
+    assert "for k in n1 n2 10.9.0.254; do" in script and "cl_status listnodes" in script
+    out = "hb up\npeer n2 active\nstranger n3 normal dead\nstranger gw ping up\n"
+    seen = parse_view(c, "n1", "n1", out)
+    assert seen.strangers == {"n3": "dead"}  # a ping node is no member
+    n1, n2 = view("n1", ["n1"]), view("n2")
+    n1.strangers = n2.strangers = {"n3": "dead"}
+    status = assess(c, [n1, n2])
+    assert status.code == DEGRADED
+    assert "n1 still lists n3 (dead)" in status.problems[0] and "hb_delnode" in status.problems[0]
+    (dead,), remotes = converge_issues(c, [n1, n2])
+    assert dead.key == "stranger n3" and dead.patience == c.timings.deadtime.ms / 1000
+    dead.repair()  # type: ignore[misc]
+    assert remotes["n1"].commands == remotes["n2"].commands == detached(
+        "/usr/share/heartbeat/hb_delnode n3")
+    n2.strangers = {"n3": "active"}
+    (live,), _ = converge_issues(c, [n1, n2])
+    assert live.key == "member n3" and live.repair is None
+    assert "hbdeploy decommission n3" in live.text
+
+
+def test_a_claim_without_holding_is_a_problem_repaired_once_no_list_has_a_stranger() -> None:
+    c = cluster(ping="10.9.0.254")
+    n1, n2 = view("n1", ["n1"]), view("n2")
+    n1.resources, n2.resources = "all", "all"  # n2 claims n1's group and holds nothing
+    status = assess(c, [n1, n2])
+    assert status.code == DEGRADED and "heartbeat on n2 believes it holds n1's" in \
+        status.problems[0]
+    (phantom,), remotes = converge_issues(c, [n1, n2])
+    assert phantom.key == "phantom n2" and phantom.patience == 2 * c.timings.deadtime.ms / 1000
+    phantom.repair()  # type: ignore[misc]
+    assert remotes["n2"].commands == detached("systemctl restart heartbeat.service")
+    # while a node still lists the one that left, a restart would bring the claim back
+    n1.strangers = {"n3": "dead"}
+    assert [i.key for i in converge_issues(c, [n1, n2])[0]] == ["stranger n3"]
+    n2.resources = "none"
+    n1.strangers = {}
+    assert converge_issues(c, [n1, n2])[0] == [] and assess(c, [n1, n2]).code == HEALTHY
 
 
 ROUTES = """Iface\tDestination\tGateway \tFlags\tRefCnt\tUse\tMetric\tMask\t\tMTU\tWindow\tIRTT
