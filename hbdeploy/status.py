@@ -149,7 +149,9 @@ def probe(cluster: Cluster, name: str, links: bool = True) -> str:
     a caller that judges by the peers' states alone (a node has one media interface, so a
     link's state follows its peer's; the deploy's facts probe)."""
     peers = [n for n in cluster.node_names if n != name]
-    known = (*cluster.node_names, *cluster.ping, *(g for g, _ in cluster.ping_groups))
+    # heartbeat lower-cases the names it lists (config.c, add_node)
+    known = [name.lower() for name in (*cluster.node_names, *cluster.ping,
+                                       *(g for g, _ in cluster.ping_groups))]
     return (PROBE.replace("__PEERS__", " ".join(map(shlex.quote, peers)))
             .replace("__KNOWN__", " ".join(map(shlex.quote, known)))
             .replace("__LINKS__", shlex.quote(cluster.node(name).interface) if links else ""))

@@ -367,6 +367,8 @@ def test_a_node_the_file_does_not_name_in_heartbeats_node_list() -> None:
     c = cluster(ping="10.9.0.254")
     script = status_probe(c, "n1")
     assert "for k in n1 n2 10.9.0.254; do" in script and "cl_status listnodes" in script
+    upper = cluster(nodes={"N1": "10.9.0.1", "n2": "10.9.0.2"}, resources={"N1": "10.9.0.100"})
+    assert "for k in n1 n2; do" in status_probe(upper, "N1")  # as heartbeat lists them
     out = "hb up\npeer n2 active\nstranger n3 normal dead\nstranger gw ping up\n"
     seen = parse_view(c, "n1", "n1", out)
     assert seen.strangers == {"n3": "dead"}  # a ping node is no member
