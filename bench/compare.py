@@ -155,6 +155,43 @@ def compare(figures: Figures, lab: Lab, work: Path, nodes: int, reps: int, cold_
             f"ansible {awall:.2f}s")
 
 
+def paired_no_change(figures: Figures, lab: Lab, work: Path, reps: int,
+                     say: Callable[[str], None]) -> None:
+    """A 2-node and a 4-node cluster side by side on one 6-node lab (haproxy1-2 serving
+    10.213.0.100, haproxy3-6 serving 10.213.0.101), their no-change deploys alternating:
+    both meet the same machine at the same moments, so the 4/2 ratio of each pair does not
+    carry the drift between the compare() sections (one lab size after the other)."""
+    lab.down()
+    lab.up(nodes=6)
+    two = work / "paired-2.yml"
+    two.write_text((ROOT / "examples" / "lab.yml").read_text())
+    text = two.read_text()
+    four = work / "paired-4.yml"
+    four.write_text(
+        text.replace("  haproxy1: 10.213.0.11\n  haproxy2: 10.213.0.12\n",
+                     "".join(f"  haproxy{i}: 10.213.0.{10 + i}\n" for i in range(3, 7)))
+        .replace("  haproxy1: IPaddr::10.213.0.100/24/eth0",
+                 "  haproxy3: IPaddr::10.213.0.101/24/eth0"))
+    bin_ = str(Path(sys.executable).parent / "hbdeploy")
+    argv = {n: [bin_, "-S", str(lab.ssh_config_path), "-H", hosts, "deploy", "--cluster",
+                str(path)]
+            for n, hosts, path in ((2, "haproxy1,haproxy2", two),
+                                   (4, "haproxy3,haproxy4,haproxy5,haproxy6", four))}
+    for n in (2, 4):
+        timed(argv[n])  # cold, not counted
+    for i in range(reps):
+        walls = {}
+        for n in (2, 4):
+            wall, out, _ = timed(argv[n])
+            if "unchanged: nothing to do" not in out:
+                raise RuntimeError(f"hbdeploy's no-change run changed something:\n{out}")
+            walls[n] = wall
+            figures.add(f"no-change {n} nodes, paired on a 6-node lab, hbdeploy (s)", wall)
+        figures.add("no-change 4 nodes / 2 nodes, paired (ratio)", walls[4] / walls[2])
+        say(f"paired no-change {i + 1}/{reps}: 2 nodes {walls[2]:.2f}s, 4 nodes "
+            f"{walls[4]:.2f}s, {walls[4] / walls[2]:.2f}x")
+
+
 def no_change_at_scale(figures: Figures, lab: Lab, work: Path, nodes: int,
                        say: Callable[[str], None]) -> None:
     """A lab of ``nodes`` real nodes, one cold deploy, then 3 no-change deploys: their wall

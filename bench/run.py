@@ -22,7 +22,7 @@ import time
 import tracemalloc
 from pathlib import Path
 
-from compare import Figures, compare, no_change_at_scale
+from compare import Figures, compare, no_change_at_scale, paired_no_change
 from operations import measure_operations
 
 from hbdeploy import validate
@@ -106,6 +106,9 @@ if __name__ == "__main__":
                         help="standby/takeover and rolling updates (bench/operations.py)")
     parser.add_argument("--failover-reps", type=int, default=5,
                         help="cuts of the holder per profile (bench/partitions.py)")
+    parser.add_argument("--paired-reps", type=int, default=20,
+                        help="alternations of a 2-node and a 4-node cluster's no-change "
+                             "deploys on one 6-node lab (0: skip)")
     parser.add_argument("--memory-nodes", type=int, default=16,
                         help="a lab of this many nodes for the peak memory of a no-change "
                              "deploy (0: skip)")
@@ -130,6 +133,9 @@ if __name__ == "__main__":
                 for nodes in args.nodes:
                     compare(figures, lab, Path(tmp), nodes, args.reps, args.cold_reps, say)
                 sections = []
+                if args.paired_reps:
+                    sections.append(("paired", lambda: paired_no_change(
+                        figures, lab, Path(tmp), args.paired_reps, say)))
                 if args.ops_reps:
                     sections.append(("operations", lambda: measure_operations(
                         figures, lab, Path(tmp), args.ops_reps, say)))
