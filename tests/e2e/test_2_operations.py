@@ -524,6 +524,28 @@ def test_bootstrap_a_hot_spare_then_decommission(serving: Lab, tmp_path: Path) -
     poll(lambda: status(lab)[0] == 0, 60)
 
 
+def _three_without_ping(lab: Lab, tmp_path: Path) -> Path:
+    """The pair deployed without `ping` (no ipfail to end a phantom claim by itself), then
+    haproxy3 bootstrapped as a third member; returns the two-node file without `ping`."""
+    settle(lab)
+    noping = variant(tmp_path, "noping.yml", ("ping: 10.213.0.1\n", ""))
+    noping3 = variant(tmp_path, "noping3.yml", ("ping: 10.213.0.1\n", ""), THREE)
+    result = cli(lab, "deploy", cluster=noping)
+    assert result.returncode == 0, result.stdout + result.stderr
+    result = cli(lab, "bootstrap", "--cluster", str(noping3), hosts="haproxy3")
+    assert result.returncode == 0, result.stdout + result.stderr
+    return noping
+
+
+def _cut_of_haproxy1_is_taken_over(lab: Lab) -> None:
+    assert http_name(FLOATING_IP) == "haproxy1"
+    lab.cut("haproxy1")
+    try:
+        poll(lambda: http_name(FLOATING_IP) == "haproxy2", 20, 0.2)  # deadtime 5 s
+    finally:
+        lab.heal("haproxy1")
+
+
 def test_a_member_that_left_leaves_no_phantom_claim_and_failover_works(serving: Lab,
                                                                       tmp_path: Path) -> None:
     """heartbeat 3.0.6 takes a node that leaves for a dead one whose resources it now
@@ -534,25 +556,14 @@ def test_a_member_that_left_leaves_no_phantom_claim_and_failover_works(serving: 
     itself, so it happens every time here. decommission restarts heartbeat there once the
     node is out of every node list; a cut of haproxy1 is then taken over."""
     lab = serving
-    settle(lab)
-    noping = variant(tmp_path, "noping.yml", ("ping: 10.213.0.1\n", ""))
-    noping3 = variant(tmp_path, "noping3.yml", ("ping: 10.213.0.1\n", ""), THREE)
     try:
-        result = cli(lab, "deploy", cluster=noping)
-        assert result.returncode == 0, result.stdout + result.stderr
-        result = cli(lab, "bootstrap", "--cluster", str(noping3), hosts="haproxy3")
-        assert result.returncode == 0, result.stdout + result.stderr
+        noping = _three_without_ping(lab, tmp_path)
         result = cli(lab, "decommission", "haproxy3", "--cluster", str(noping))
         said = result.stdout + result.stderr
         assert result.returncode == 0, said
         claims = {n: ssh(lab, n, "cl_status rscstatus").stdout.strip() for n in NODES}
         assert claims["haproxy2"] not in ("all", "foreign"), (claims, said)
-        assert http_name(FLOATING_IP) == "haproxy1"
-        lab.cut("haproxy1")
-        try:
-            poll(lambda: http_name(FLOATING_IP) == "haproxy2", 20, 0.2)  # deadtime 5 s
-        finally:
-            lab.heal("haproxy1")
+        _cut_of_haproxy1_is_taken_over(lab)
     finally:
         settle(lab)  # examples/lab.yml again (ipfail), haproxy1 serving
 
@@ -568,14 +579,8 @@ def test_a_member_taken_out_of_the_file_without_decommission(serving: Lab,
     repairs haproxy2's claim, and a cut of haproxy1 is taken over. No `ping`: no ipfail
     ends the claim by itself."""
     lab = serving
-    settle(lab)
-    noping = variant(tmp_path, "noping.yml", ("ping: 10.213.0.1\n", ""))
-    noping3 = variant(tmp_path, "noping3.yml", ("ping: 10.213.0.1\n", ""), THREE)
     try:
-        result = cli(lab, "deploy", cluster=noping)
-        assert result.returncode == 0, result.stdout + result.stderr
-        result = cli(lab, "bootstrap", "--cluster", str(noping3), hosts="haproxy3")
-        assert result.returncode == 0, result.stdout + result.stderr
+        noping = _three_without_ping(lab, tmp_path)
         before = ssh(lab, "haproxy1", FILES).stdout
         refused = cli(lab, "deploy", cluster=noping)
         said = refused.stdout + refused.stderr
@@ -600,12 +605,7 @@ def test_a_member_taken_out_of_the_file_without_decommission(serving: Lab,
         claims = {n: ssh(lab, n, "cl_status rscstatus").stdout.strip() for n in NODES}
         assert claims["haproxy2"] not in ("all", "foreign"), (claims, said)
         assert status(lab, noping)[0] == 0
-        assert http_name(FLOATING_IP) == "haproxy1"
-        lab.cut("haproxy1")
-        try:
-            poll(lambda: http_name(FLOATING_IP) == "haproxy2", 20, 0.2)  # deadtime 5 s
-        finally:
-            lab.heal("haproxy1")
+        _cut_of_haproxy1_is_taken_over(lab)
     finally:
         settle(lab)  # examples/lab.yml again (ipfail), haproxy1 serving
 
