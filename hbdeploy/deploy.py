@@ -15,7 +15,19 @@ from dataclasses import dataclass, field, replace
 
 from fabric import Connection
 
-from . import apply, config, facts, firewall, lock, rekey, render, spares, supervision, sysctl
+from . import (
+    apply,
+    config,
+    equivalence,
+    facts,
+    firewall,
+    lock,
+    rekey,
+    render,
+    spares,
+    supervision,
+    sysctl,
+)
 from .converge import config_fault, converge, placement, right_at_first_sight
 from .errors import HbdeployError
 from .model import Cluster
@@ -132,6 +144,7 @@ class Deployment:
         self.applied: dict[str, str] = {}  # node -> "reload" | "restart" done in this run
         self.introduced: list[str] = []  # nodes hb_addnode'd on the running nodes (nodelist)
         self.rotation: list[rekey.Pass] = []  # the password's passes (rekey.py), if any
+        self.media_switch: list[str] = []  # running nodes that re-read new media at once
         self.started = time.monotonic()
 
     def say(self, target: Target, message: str) -> None:
@@ -186,6 +199,8 @@ class Deployment:
             if target.node.name in found:
                 plans[target.node.name] = plan_host(target.host, target.node,
                                                     found[target.node.name], self.cluster)
+        if len(plans) == len(self.targets):
+            problems += self._plan_media(plans, found)
         if problems:
             raise DeployError("pre-flight failed, no host was changed:\n  "
                               + "\n  ".join(problems))
@@ -241,6 +256,42 @@ class Deployment:
         problems = []
         for found, error in _parallel(_guard(one), todo, self.cancelled):
             problems += [error] if error else found
+        return problems
+
+    def _plan_media(self, plans: dict[str, HostPlan], found: dict[str, facts.HostFacts]
+                    ) -> list[str]:
+        """A change of heartbeat's media (udpport, mode, interface, multicast group:
+        equivalence.hears_across) on running nodes: one node at a time, the one re-read
+        would not hear the others, and after deadtime each would take the other's
+        resources (the lab: a new udpport left the floating IP on both nodes). So every
+        running node re-reads ha.cf at the same moment (``self.media_switch``; the rollout
+        signals them together, and heartbeat's re-exec takes well under deadtime). The
+        problems that forbid it: a running node not in this run, or one that needs a
+        restart for other changes in the same run."""
+        switching = sorted(
+            name for name, plan in plans.items() if plan.facts.running
+            and "ha.cf" in plan.changed_files and "ha.cf" in plan.facts.texts
+            and not equivalence.hears_across(plan.facts.texts["ha.cf"],
+                                             plan.files["ha.cf"].content))
+        running = sorted(name for name, plan in plans.items() if plan.facts.running)
+        if not switching or len(running) < 2:
+            return []
+        problems = []
+        given = set(plans)
+        outside = sorted({peer for name in running for peer, state in facts.peer_states(
+            self.cluster, name, found[name]).items() if state == "active" and peer not in given})
+        if outside:
+            problems.append(f"heartbeat's media change ({', '.join(switching)}: udpport, "
+                            f"mode, interface or multicast group), and {', '.join(outside)} "
+                            "runs heartbeat but is not in this run: it would not hear the "
+                            "others; give every running node (-H)")
+        restarting = sorted(n for n in running if plans[n].restart and not plans[n].reload_only)
+        if restarting:
+            problems.append(f"heartbeat's media change ({', '.join(switching)}) and a change "
+                            f"that restarts heartbeat on {', '.join(restarting)}, in one run: "
+                            "every running node must re-read the new media at once; deploy "
+                            "the media change alone first, then the rest")
+        self.media_switch = [n for n in running if plans[n].reload_only]
         return problems
 
     def _live_strangers(self, target: Target, found: facts.HostFacts) -> list[str]:

@@ -47,6 +47,23 @@ def hacf_key(text: str) -> tuple:
     return ("set", tuple(sorted(found)), before)
 
 
+def hears_across(old: str, new: str) -> bool:
+    """Whether a node on ha.cf ``new`` and its peers still on ``old`` share a medium: a
+    media line both have, carrying its own port (mcast, serial) or with ``udpport`` the
+    same (ucast and bcast take it, and the first of them fixes it for all: ucast.c). Not
+    so for a new udpport, mode, interface or multicast group: one node at a time, the new
+    one would not hear the old ones, and after deadtime each takes the other's resources."""
+    def media(text: str) -> tuple[str, set[str]]:
+        found = lines(text)
+        port = next((line.split(" ", 1)[1] for line in found
+                     if line.startswith("udpport ")), "")
+        return port, {line for line in found if line.split(" ", 1)[0] in MEDIA}
+
+    (old_port, old_media), (new_port, new_media) = media(old), media(new)
+    return any(line.split(" ", 1)[0] in ("mcast", "serial") or old_port == new_port
+               for line in old_media & new_media)
+
+
 def haresources_key(text: str) -> tuple[str, ...]:
     """The resource groups, one per line (continuations joined), in order."""
     joined, pending = [], ""

@@ -109,6 +109,7 @@ class Rollout:
             return
         self._introduce(order, plans, was_running)
         reloaded = self._rekey(order, plans, was_running)
+        reloaded |= self._switch_media(order, plans, expected_up, reloaded)
         for target in order:
             plan = plans[target.node.name]
             name = target.node.name
@@ -157,6 +158,30 @@ class Rollout:
             self._settle(target, plan, peers, check_groups=bool(was_running),
                          start=lambda t=target: apply.restart(t.remote))
             done.append(target)
+
+    def _switch_media(self, order: list[Target], plans: dict[str, HostPlan],
+                      expected_up: set[str], reloaded: set[str]) -> set[str]:
+        """heartbeat's media change (deploy.Deployment._plan_media): every running node
+        re-reads ha.cf at the same moment — the signals sent together, then each re-exec
+        and each node's health awaited — instead of one at a time, when the node re-read
+        first would hear no peer and, after deadtime, take their resources. Returns the
+        nodes reloaded."""
+        names = set(self.run.media_switch) - reloaded  # a password's passes did it already
+        together = [t for t in order if t.node.name in names and plans[t.node.name].reload_only]
+        if len(together) < 2:
+            return set()
+        self.say(together[0], f"reloading heartbeat on {', '.join(t.node.name for t in together)}"
+                              " at once: ha.cf's media change (udpport, mode, interface or "
+                              "multicast group); one at a time they would not hear each other")
+        with ThreadPoolExecutor(max_workers=len(together)) as pool:
+            marks = list(pool.map(lambda t: apply.signal_reload(t.remote), together))
+        for target in together:
+            self.applied[target.node.name] = "reload"
+            self.results[target.node.name].steps["service"] = "reloaded"
+        for target, mark in zip(together, marks, strict=True):
+            self._settle(target, plans[target.node.name], expected_up - {target.node.name},
+                         check_groups=True, reexec_mark=mark)
+        return {t.node.name for t in together}
 
     def _introduce(self, order: list[Target], plans: dict[str, HostPlan],
                    was_running: set[str]) -> None:

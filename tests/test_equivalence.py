@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 
+import pytest
 from test_day2_logic import PROBE_OUTPUT, cluster
 
 from hbdeploy import equivalence
@@ -72,3 +73,21 @@ def test_plan_writes_a_comment_change_without_a_reload() -> None:
     plan = plan_host("h", node, facts, c)
     assert plan.changed_files == ["haresources"] and plan.restart
     assert sha256(files["ha.cf"].content) != "other"
+
+
+@pytest.mark.parametrize(("old", "new", "hears"), [
+    ("udpport 694\nucast eth0 10.0.0.2\n", "udpport 694\nucast eth0 10.0.0.2\n"
+     "ucast eth0 10.0.0.3\n", True),  # a new peer: the old medium stays
+    ("udpport 694\nucast eth0 10.0.0.2\n", "udpport 695\nucast eth0 10.0.0.2\n", False),
+    ("ucast eth0 10.0.0.2\n", "udpport 694\nucast eth0 10.0.0.2\n", False),  # said, not known
+    ("udpport 694\nucast eth0 10.0.0.2\n", "udpport 694\nucast eth1 10.0.0.2\n", False),
+    ("udpport 694\nucast eth0 10.0.0.2\n", "udpport 694\nmcast eth0 225.0.0.1 694 1 0\n",
+     False),
+    ("udpport 694\nmcast eth0 225.0.0.1 694 1 0\n",
+     "udpport 695\nmcast eth0 225.0.0.1 694 1 0\n", True),  # mcast carries its own port
+    ("# a comment\nudpport  694\nucast eth0 10.0.0.2\n", "udpport 694\nucast eth0 10.0.0.2\n",
+     True),
+])
+def test_whether_nodes_on_old_and_new_media_hear_each_other(old: str, new: str,
+                                                           hears: bool) -> None:
+    assert equivalence.hears_across(old, new) is hears

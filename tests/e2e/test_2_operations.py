@@ -119,6 +119,39 @@ def test_a_password_change_rotates_the_key_with_no_window(serving: Lab, tmp_path
             for n in NODES} == pids
 
 
+def test_a_new_udpport_is_read_by_both_nodes_at_once(serving: Lab, tmp_path: Path) -> None:
+    """A new udpport (a change of heartbeat's media): one node at a time, the first node
+    re-read listened on the new port alone, declared its peer dead after deadtime and took
+    the floating IP: both held it (seen in the lab, 2026-12-05). Both nodes now re-read
+    ha.cf at once: no request lost, one holder, nothing in either journal that says a node
+    missed the other; there and back."""
+    lab = serving
+    assert cli(lab, "deploy").returncode == 0  # examples/lab.yml
+    moved = variant(tmp_path, "port.yml", ("warntime: 3", "warntime: 3\nudpport: 695"))
+    pids = {n: ssh(lab, n, "systemctl show -p MainPID --value heartbeat").stdout for n in NODES}
+    for cluster, port in ((moved, "695"), (LAB_CLUSTER, "694")):
+        since = {n: ssh(lab, n, "date +%s.%N").stdout.strip() for n in NODES}
+        with traffic_to(FLOATING_IP) as traffic, HolderWatch(lab, FLOATING_IP) as watch:
+            result = cli(lab, "deploy", cluster=cluster)
+        said = result.stdout + result.stderr
+        assert result.returncode == 0, said
+        assert "at once: ha.cf's media change" in said, said
+        for node in NODES:
+            assert f"udpport {port}" in ssh(lab, node, "cat /etc/ha.d/ha.cf").stdout
+            assert ssh(lab, node, "cl_status hbparameter -p udpport").stdout.strip() == port
+        logs = {n: journal_since(lab, n, since[n]) for n in NODES}
+        reexec = ("Heartbeat restart triggered", "Performing heartbeat restart exec")
+        trouble = {n: [line for line in logs[n] if any(word in line for word in TROUBLE)
+                       and not any(word in line for word in reexec)] for n in NODES}
+        assert trouble == {n: [] for n in NODES}, trouble
+        assert all(any(reexec[1] in line for line in logs[n]) for n in NODES), logs
+        assert traffic.failures == 0, f"{traffic.failures} of {len(traffic.answers)} failed"
+        assert traffic.servers() == {"haproxy1"} and watch.max_holders == 1
+        assert status(lab, cluster)[0] == 0
+    assert {n: ssh(lab, n, "systemctl show -p MainPID --value heartbeat").stdout
+            for n in NODES} == pids  # reloads: the daemons kept
+
+
 # A service bound to the floating IP itself (not 0.0.0.0), as haproxy's `bind VIP:port`:
 # it answers with its node's name on port 8080.
 BOUND = ("systemd-run --unit=hb-bound --collect -q python3 -c '"
