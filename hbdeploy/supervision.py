@@ -129,23 +129,15 @@ def render(cluster: Cluster, node_name: str, gateway: str,
 
 # Reported by the facts probe (which sums every file it tracks in one sha256sum, PATHS
 # among them, and asks systemd about the guard's unit in its one systemctl call): whether
-# the guard holds heartbeat stopped, and the default route's gateway: the first default
-# route of the main table with a gateway (RTF_GATEWAY), as `ip -4 route show default` lists
-# it first, read from /proc/net/route by the shell (its address is hex, least significant
-# byte first); `ip` where that file cannot be read.
-PROBE = r"""[ -e __STOPPED__ ] && p guard_stopped yes
-if [ -r /proc/net/route ]; then
-  while read -r _ _rd _rg _rf _ _ _ _rm _; do
-    case $_rd$_rm$_rg in 0000000000000000????????) ;; *) continue ;; esac
-    [ $((0x$_rf & 2)) -ne 0 ] || continue
-    _r1=${_rg#??????}; _r2=${_rg%??}; _r2=${_r2#????}; _r3=${_rg%????}; _r3=${_r3#??}
-    p gateway "$((0x$_r1)).$((0x$_r2)).$((0x$_r3)).$((0x${_rg%??????}))"; break
-  done </proc/net/route
-else
-  set -- $(ip -4 route show default 2>/dev/null)
-  while [ $# -gt 1 ] && [ "$1" != via ]; do shift; done
-  [ "$1" = via ] && p gateway "$2"; set --
-fi""".replace("__STOPPED__", GUARD_STOPPED)
+# the guard holds heartbeat stopped, and the default route's gateway (no sed, no head).
+# Not read from /proc/net/route by the shell (a process less): its addresses are in the
+# host's byte order, and a gateway read backwards on a big-endian host would be a guard
+# reference that never answers.
+PROBE = "\n".join(
+    [f'[ -e {GUARD_STOPPED} ] && p guard_stopped yes',
+     'set -- $(ip -4 route show default 2>/dev/null)',
+     'while [ $# -gt 1 ] && [ "$1" != via ]; do shift; done',
+     '[ "$1" = via ] && p gateway "$2"; set --'])
 
 REMOVE = (f"systemctl disable --now hbdeploy-guard.service >/dev/null 2>&1; "
           f"rm -f {GUARD_UNIT_PATH} {GUARD_PATH} {DROPIN_PATH} {GUARD_STOPPED}; "

@@ -407,27 +407,20 @@ def test_a_claim_without_holding_is_a_problem_repaired_once_no_list_has_a_strang
     assert converge_issues(c, [n1, n2])[0] == [] and assess(c, [n1, n2]).code == HEALTHY
 
 
-ROUTES = """Iface\tDestination\tGateway \tFlags\tRefCnt\tUse\tMetric\tMask\t\tMTU\tWindow\tIRTT
-eth1\t0000A8C0\t00000000\t0001\t0\t0\t0\t00FFFFFF\t0\t0\t0
-eth1\t00000000\t00000000\t0001\t0\t0\t50\t00000000\t0\t0\t0
-eth0\t00000000\t0100090A\t0003\t0\t0\t100\t00000000\t0\t0\t0
-eth1\t00000000\tFE01A8C0\t0003\t0\t0\t200\t00000000\t0\t0\t0
-"""
-
-
-@pytest.mark.parametrize(("table", "gateway"), [
-    (ROUTES, "10.9.0.1"),  # the first default route with a gateway, in the kernel's order
-    (ROUTES.replace("0003\t0\t0\t100", "0001\t0\t0\t100"), "192.168.1.254"),
-    ("\n".join(ROUTES.splitlines()[:3]) + "\n", None),  # a default route with no gateway
+@pytest.mark.parametrize(("routes", "gateway"), [
+    ("default via 10.9.0.1 dev eth0 proto static metric 100 \n"
+     "default via 192.168.1.254 dev eth1 metric 200 \n", "10.9.0.1"),  # the first listed
+    ("default dev eth1 scope link \n", None),  # a default route with no gateway
     ("", None),
 ])
-def test_the_probe_reads_the_gateway_as_ip_route_lists_it(tmp_path, table: str,
+def test_the_probe_reads_the_gateway_ip_route_lists_first(tmp_path, routes: str,
                                                           gateway: str | None) -> None:
-    routes = tmp_path / "route"
-    routes.write_text(table)
-    script = ("p() { printf '%s\\t%s\\n' \"$1\" \"$2\"; }\n"
-              + supervision.PROBE.replace("/proc/net/route", str(routes)))
-    out = subprocess.run(["sh", "-c", script], capture_output=True, text=True).stdout
+    fake = tmp_path / "ip"  # `ip -4 route show default` as it prints
+    fake.write_text(f"#!/bin/sh\nprintf '%s' '{routes}'\n")
+    fake.chmod(0o755)
+    script = "p() { printf '%s\\t%s\\n' \"$1\" \"$2\"; }\n" + supervision.PROBE
+    out = subprocess.run(["sh", "-c", script], capture_output=True, text=True,
+                         env={**os.environ, "PATH": f"{tmp_path}:{os.environ['PATH']}"}).stdout
     assert parse(out).gateway == (gateway or "")
 
 
