@@ -9,7 +9,7 @@ from __future__ import annotations
 import difflib
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 
@@ -274,12 +274,10 @@ class Deployment:
             and not equivalence.hears_across(plan.facts.texts["ha.cf"],
                                              plan.files["ha.cf"].content))
         running = sorted(name for name, plan in plans.items() if plan.facts.running)
-        if not switching or len(running) < 2:
+        if not switching:
             return []
         problems = []
-        given = set(plans)
-        outside = sorted({peer for name in running for peer, state in facts.peer_states(
-            self.cluster, name, found[name]).items() if state == "active" and peer not in given})
+        outside = self._running_outside(running, found)  # a lone target's peers too
         if outside:
             problems.append(f"heartbeat's media change ({', '.join(switching)}: udpport, "
                             f"mode, interface or multicast group), and {', '.join(outside)} "
@@ -291,8 +289,17 @@ class Deployment:
                             f"that restarts heartbeat on {', '.join(restarting)}, in one run: "
                             "every running node must re-read the new media at once; deploy "
                             "the media change alone first, then the rest")
-        self.media_switch = [n for n in running if plans[n].reload_only]
+        if len(running) > 1:
+            self.media_switch = [n for n in running if plans[n].reload_only]
         return problems
+
+    def _running_outside(self, running: Iterable[str], found: dict[str, facts.HostFacts]
+                         ) -> list[str]:
+        """Nodes that a running node of this run sees active but that are not in it (a
+        change every running node must take at once would leave them behind)."""
+        given = {t.node.name for t in self.targets}
+        return sorted({peer for name in running for peer, state in facts.peer_states(
+            self.cluster, name, found[name]).items() if state == "active" and peer not in given})
 
     def _live_strangers(self, target: Target, found: facts.HostFacts) -> list[str]:
         """Nodes heartbeat on ``target`` lists as live members that the cluster file does
@@ -315,14 +322,19 @@ class Deployment:
             self.cluster = replace(self.cluster, auth_index=index)
         running = {name: rings.get(name) or rekey.KeyRing("", {})
                    for name, f in found.items() if f.running}
-        if len(running) < 2:  # no running peer to stay in touch with
+        if len(running) < 2:  # no running peer in this run to stay in touch with...
+            lone = next(iter(running.items()), None)
+            if lone and not lone[1].is_final(index, *rekey.wanted(self.cluster)):
+                outside = self._running_outside(running, found)  # ...nor outside it
+                if outside:
+                    return [f"the password changes, and {', '.join(outside)} runs heartbeat "
+                            f"but is not in this run: {lone[0]} alone would take the new key "
+                            "and be cut off from it; give every running node (-H)"]
             return []
         self.rotation = rekey.passes(self.cluster, index, running)
         if not self.rotation:
             return []
-        given = {t.node.name for t in self.targets}
-        outside = sorted({peer for name in running for peer, state in facts.peer_states(
-            self.cluster, name, found[name]).items() if state == "active" and peer not in given})
+        outside = self._running_outside(running, found)
         if outside:
             return [f"the password changes, and {', '.join(outside)} runs heartbeat but is "
                     "not in this run: it would not get the new key and be cut off from the "

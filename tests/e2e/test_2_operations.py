@@ -152,6 +152,25 @@ def test_a_new_udpport_is_read_by_both_nodes_at_once(serving: Lab, tmp_path: Pat
             for n in NODES} == pids  # reloads: the daemons kept
 
 
+def test_a_change_all_running_nodes_must_take_at_once_refuses_a_run_without_one(
+        serving: Lab, tmp_path: Path) -> None:
+    """A new udpport or a new password given to haproxy1 alone (-H haproxy1) while
+    haproxy2 runs: haproxy1 would stop hearing haproxy2 and, after deadtime, both would
+    hold the floating IP. Refused before any change (both used to go through: their
+    checks only looked when two running nodes were in the run)."""
+    lab = serving
+    assert cli(lab, "deploy").returncode == 0  # examples/lab.yml
+    before = ssh(lab, "haproxy1", FILES).stdout
+    for name, change in (("port.yml", ("warntime: 3", "warntime: 3\nudpport: 695")),
+                         ("pw.yml", ("lab-only-not-a-secret", "a-password-for-one-node"))):
+        refused = cli(lab, "deploy", cluster=variant(tmp_path, name, change), hosts="haproxy1")
+        said = refused.stdout + refused.stderr
+        assert refused.returncode != 0 and "no host was changed" in said, said
+        assert "haproxy2 runs heartbeat but is not in this run" in said, said
+        assert ssh(lab, "haproxy1", FILES).stdout == before
+    assert status(lab)[0] == 0
+
+
 # A service bound to the floating IP itself (not 0.0.0.0), as haproxy's `bind VIP:port`:
 # it answers with its node's name on port 8080.
 BOUND = ("systemd-run --unit=hb-bound --collect -q python3 -c '"
