@@ -283,14 +283,15 @@ class Deployment:
                             f"mode, interface or multicast group), and {', '.join(outside)} "
                             "runs heartbeat but is not in this run: it would not hear the "
                             "others; give every running node (-H)")
+        if len(running) < 2:  # a lone running node re-reads alone, with whatever restart
+            return problems
         restarting = sorted(n for n in running if plans[n].restart and not plans[n].reload_only)
         if restarting:
             problems.append(f"heartbeat's media change ({', '.join(switching)}) and a change "
                             f"that restarts heartbeat on {', '.join(restarting)}, in one run: "
                             "every running node must re-read the new media at once; deploy "
                             "the media change alone first, then the rest")
-        if len(running) > 1:
-            self.media_switch = [n for n in running if plans[n].reload_only]
+        self.media_switch = [n for n in running if plans[n].reload_only]
         return problems
 
     def _running_outside(self, running: Iterable[str], found: dict[str, facts.HostFacts]
