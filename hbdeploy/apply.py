@@ -372,6 +372,12 @@ def cancel_pending_standby(remote: Remote) -> int:
 # ha.cf causes, or after a restart of its own that came in between (either way the new
 # files are read).
 REEXEC_LINE = "Configuration validated. Starting heartbeat"
+# Logged by heartbeat's master on the signal when ha.cf's mtime is the one it read the file
+# at (hb_signal.c), that is when a restart of its own between the new file's rename and the
+# signal read the new ha.cf already (CI: after a healed cut heartbeat restarted itself
+# ("Both machines own our resources"), 0.3 s before the deploy's signal, which it answered
+# "Configuration unchanged."). No re-exec follows: the running heartbeat has the new file.
+CURRENT_LINES = ("Configuration unchanged.", "Rereading authentication file.")
 REEXEC_WAIT = 15  # seconds; the re-exec came about 2 s after the signal in the lab
 
 UNSTICK_AFTER = 2.5  # seconds after the signal; a re-exec normally follows within 2 s
@@ -395,7 +401,7 @@ main=$(systemctl show -p MainPID --value heartbeat.service)
 unstuck=""
 i=0
 while [ $i -lt __TRIES__ ]; do
-  if journalctl -u heartbeat.service __AFTER__ -o cat 2>/dev/null | grep -qF '__LINE__'; then
+  if journalctl -u heartbeat.service __AFTER__ -o cat 2>/dev/null | grep -qF __LINES__; then
     [ -n "$unstuck" ] && echo "unstuck$unstuck"
     exit 0
   fi
@@ -439,7 +445,8 @@ def signal_reload(remote: Remote) -> str:
 
 def await_reexec(remote: Remote, mark: str) -> str:
     """Return once heartbeat has re-executed itself (or started anew) after the signal
-    marked by ``mark``; the text says what was done to get there ("" when nothing).
+    marked by ``mark``, or said on the signal that it runs on the file there already
+    (CURRENT_LINES); the text says what was done to get there ("" when nothing).
 
     heartbeat applies a changed ha.cf by re-executing itself (``-R``, resources kept) about
     two seconds after the SIGHUP; until then it still runs on the old file, and a node
@@ -450,7 +457,9 @@ def await_reexec(remote: Remote, mark: str) -> str:
         return ""  # heartbeat was not running: nothing was signalled
     signalled, after = mark.split(" ", 1)
     script = (_AWAIT.replace("__TRIES__", str(REEXEC_WAIT * 5))
-              .replace("__AFTER__", shlex.quote(after)).replace("__LINE__", REEXEC_LINE)
+              .replace("__AFTER__", shlex.quote(after))
+              .replace("__LINES__", " ".join(f"-e {shlex.quote(line)}"
+                                             for line in (REEXEC_LINE, *CURRENT_LINES)))
               .replace("__SIGNALLED__", signalled).replace("__UNSTICK__", str(UNSTICK_AFTER))
               .replace("__WAIT__", str(REEXEC_WAIT)))
     _, out, _ = remote.run(script, timeout=REEXEC_WAIT + 30, idempotent=True)

@@ -511,6 +511,41 @@ def test_a_restart_whose_connection_is_lost_is_not_run_twice(cluster: Lab) -> No
         remote.close()
 
 
+def test_a_reload_of_a_file_heartbeat_has_read_already_is_not_awaited_in_vain(
+        cluster: Lab) -> None:
+    """heartbeat restarted itself (after a healed cut: "Both machines own our resources")
+    between the deploy's rename of ha.cf and its reload signal, so it read the new file and
+    answered the signal "Configuration unchanged.": no re-exec was coming, and the deploy
+    waited 15 s for one and failed (CI, 2026-12-07, twice). Here on haproxy2: a reload of a
+    touched ha.cf re-executes heartbeat; a second reload finds it on that file already and
+    returns at once, without a re-exec."""
+    lab = cluster
+    remote = Remote(verify_host_keys(connections(["haproxy2"], lab.ssh_config_path)[0]),
+                    "haproxy2")
+
+    def journal(cursor: str) -> str:
+        return ssh(lab, "haproxy2", f"journalctl -u heartbeat.service --after-cursor "
+                                    f"{shlex.quote(cursor)} -o cat").stdout
+
+    def cursor() -> str:
+        return ssh(lab, "haproxy2", "journalctl -u heartbeat.service -n 0 --show-cursor -o cat"
+                   ).stdout.strip().rsplit("cursor: ", 1)[1]
+
+    try:
+        first = cursor()
+        ssh(lab, "haproxy2", "touch /etc/ha.d/ha.cf")
+        assert apply.reload(remote, reexec=True) == ""
+        assert journal(first).count(apply.REEXEC_LINE) == 1
+        poll(lambda: ssh(lab, "haproxy2", "cl_status nodestatus haproxy1", check=False
+                         ).stdout.strip() == "active", 60, 0.5)
+        second = cursor()
+        assert apply.reload(remote, reexec=True) == ""
+        said = journal(second)
+        assert "Configuration unchanged." in said and apply.REEXEC_LINE not in said, said
+    finally:
+        remote.close()
+
+
 def test_files_an_interrupted_run_left_unread_are_read_by_the_next_run(cluster: Lab,
                                                                        tmp_path: Path) -> None:
     """Ctrl-C once both hosts' new ha.cf is in place, before heartbeat re-read it on both:
