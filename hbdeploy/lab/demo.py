@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 import urllib.request
 from collections.abc import Callable
 from importlib import resources
@@ -9,6 +10,7 @@ from pathlib import Path
 
 from .. import config
 from ..deploy import deploy_cluster
+from ..handover import move_deadline
 from ..remote import connections
 from .lab import Lab
 from .sh import LabError, poll
@@ -58,7 +60,24 @@ def run_demo(cluster_file: Path = EXAMPLE, out: Callable[[str], None] = print) -
         lab.heal(primary)
     out(f"{primary} healed")
     if cluster.auto_failback == "on":
-        back = poll(f"{ip} back on {primary}", lambda: http_name(ip) == primary, 120, 0.05)
-        out(f"{ip} answered from {primary} again {back:.1f}s after the heal (auto_failback on; "
-            "heartbeat first releases the group on both sides after a partition)")
+        healed = time.monotonic()
+        how = ("auto_failback on; heartbeat first releases the group on both sides after a "
+               "partition")
+        try:
+            poll(f"{ip} back on {primary}", lambda: http_name(ip) == primary,
+                 move_deadline(cluster), 0.05)
+        except LabError as exc:
+            # heartbeat did not bring it home by itself (CI: a failback request the holder
+            # ignored for an hour): a deploy with nothing to change converges, with
+            # heartbeat's own tools, and says what it did.
+            out(f"{exc}: heartbeat did not bring it back by itself; deploying again (nothing "
+                "to change: it repairs placement)")
+            again = deploy_cluster(cluster, connections(list(cluster.node_names),
+                                                        lab.ssh_config_path), out=out)
+            if again.failed:
+                raise LabError("deploy failed: " + "; ".join(again.messages)) from None
+            poll(f"{ip} back on {primary}", lambda: http_name(ip) == primary, 30, 0.05)
+            how = "after the repair of that deploy"
+        back = time.monotonic() - healed
+        out(f"{ip} answered from {primary} again {back:.1f}s after the heal ({how})")
     out("\ndone: the lab stays up (hbdeploy lab.status, lab.down when finished)")
