@@ -86,7 +86,8 @@ def run_drill(cluster: Cluster, targets: list[Target], group: str | None = None,
             how = "auto_failback on"
             try:
                 wait_placement(cluster, targets, lambda g: g[chosen.node] == [holder.node.name],
-                               deadline, f"group {chosen.node} back on {holder.node.name}")
+                               home_deadline(cluster),
+                               f"group {chosen.node} back on {holder.node.name}")
             except HandoverError as exc:
                 how = _bring_home(cluster, targets, exc, out)
             restored = time.monotonic() - back
@@ -97,6 +98,13 @@ def run_drill(cluster: Cluster, targets: list[Target], group: str | None = None,
     announce_holders(targets, dict.fromkeys(ips, now),
                      lambda target, line: out(f"[{target.host}] drill: {line}"))
     return DrillResult(chosen.node, holder.node.name, spare, failover, unanswered, restored)
+
+
+def home_deadline(cluster: Cluster) -> float:
+    """How long heartbeat is given to bring a group home by itself after its node is back
+    (20-45 s in the lab after a healed cut: both sides first release it): a new start's
+    initdead on top of a move's deadline."""
+    return move_deadline(cluster) + cluster.timings.initdead.ms / 1000
 
 
 def _bring_home(cluster: Cluster, targets: list[Target], late: HandoverError,

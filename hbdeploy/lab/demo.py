@@ -10,7 +10,7 @@ from pathlib import Path
 
 from .. import config
 from ..deploy import deploy_cluster
-from ..handover import move_deadline
+from ..drill import home_deadline
 from ..remote import connections
 from .lab import Lab
 from .sh import LabError, poll
@@ -65,7 +65,7 @@ def run_demo(cluster_file: Path = EXAMPLE, out: Callable[[str], None] = print) -
                "partition")
         try:
             poll(f"{ip} back on {primary}", lambda: http_name(ip) == primary,
-                 move_deadline(cluster), 0.05)
+                 home_deadline(cluster), 0.05)
         except LabError as exc:
             # heartbeat did not bring it home by itself (CI: a failback request the holder
             # ignored for an hour): a deploy with nothing to change converges, with
