@@ -15,7 +15,7 @@ from .test_2_operations import (
     NODES,
     _cut_of_haproxy1_is_taken_over,
     _three_without_ping,
-    serving,
+    serving,  # noqa: F401 (a fixture: usefixtures names it)
     settle,
     status,
 )
@@ -31,7 +31,6 @@ def test_a_member_taken_out_of_the_file_without_decommission(lab: Lab, tmp_path:
     stopped, `status` says the pair still lists it, and a deploy drops it (hb_delnode),
     repairs haproxy2's claim, and a cut of haproxy1 is taken over. No `ping`: no ipfail
     ends the claim by itself."""
-    lab = serving
     try:
         noping = _three_without_ping(lab, tmp_path)
         before = ssh(lab, "haproxy1", FILES).stdout
