@@ -7,20 +7,31 @@ import contextlib
 import os
 import signal
 import sys
+import threading
 from typing import NoReturn
+
+# Set by every interrupt. The KeyboardInterrupt a signal handler raises is lost where the
+# main thread runs code whose exceptions Python ignores, a weakref callback or __del__ (CI:
+# a SIGTERM landed in `WeakSet._remove` during a garbage collection, "Exception ignored
+# in ...", and the deploy went on to the end); this is not (deploy._parallel, its steps).
+INTERRUPTED = threading.Event()
 
 
 def interrupt(signum: int, _frame: object) -> None:
-    """Raise KeyboardInterrupt, as Ctrl-C does."""
-    signal.signal(signum, signal.SIG_DFL)  # a second one ends the process at once
+    """Raise KeyboardInterrupt, as Ctrl-C does, and set INTERRUPTED."""
+    INTERRUPTED.set()
+    if signum != signal.SIGINT:
+        signal.signal(signum, signal.SIG_DFL)  # a second one ends the process at once
     raise KeyboardInterrupt
 
 
 def end_runs_cleanly_on_signals() -> None:
     """Make SIGTERM and SIGHUP interrupt a run like Ctrl-C (main thread only): the step
-    under way on each host ends, no later step starts, the run lock is released."""
-    for signum in (signal.SIGTERM, signal.SIGHUP):
-        signal.signal(signum, interrupt)
+    under way on each host ends, no later step starts, the run lock is released. Ctrl-C
+    itself keeps Python's behaviour, and sets INTERRUPTED too."""
+    for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        if signum != signal.SIGINT or signal.getsignal(signum) is signal.default_int_handler:
+            signal.signal(signum, interrupt)
 
 
 def exit_interrupted(message: str) -> NoReturn:

@@ -28,6 +28,7 @@ from . import (
     supervision,
     sysctl,
 )
+from .cli import INTERRUPTED
 from .converge import config_fault, converge, placement, right_at_first_sight
 from .errors import HbdeployError
 from .model import Cluster
@@ -91,7 +92,10 @@ def _parallel(func, items, cancel: threading.Event | None = None, meanwhile=None
         results = pool.map(func, items)
         if meanwhile is not None:
             meanwhile()
-        return list(results)
+        done = list(results)
+        if INTERRUPTED.is_set():  # its KeyboardInterrupt lost on the way (cli.INTERRUPTED)
+            raise KeyboardInterrupt
+        return done
     except BaseException:
         if cancel is not None:
             cancel.set()
@@ -352,7 +356,8 @@ class Deployment:
             self.cluster, self.cluster.auth_index, self.rotation,
             {n: by_name[n].remote for n in by_name},
             {n: plans[n].files["authkeys"].content for n in plans}, self.stamp,
-            lambda node, line: self.say(by_name[node], line), self.cancelled.is_set)
+            lambda node, line: self.say(by_name[node], line),
+            lambda: self.cancelled.is_set() or INTERRUPTED.is_set())
         for name in {n for step in self.rotation for n in step.nodes}:
             plan = plans[name]
             for kept in (plan.changed_files, plan.cosmetic_files):
@@ -543,7 +548,7 @@ class Deployment:
 
     def _next(self, target: Target, step: str) -> None:
         """Cancelled when the run was interrupted: no new step starts on any host."""
-        if self.cancelled.is_set():
+        if self.cancelled.is_set() or INTERRUPTED.is_set():
             raise Cancelled(f"{target.host}: interrupted before {step}")
 
 
