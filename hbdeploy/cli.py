@@ -25,6 +25,12 @@ def interrupt(signum: int, _frame: object) -> None:
     raise KeyboardInterrupt
 
 
+def raise_if_interrupted() -> None:
+    """Raise the KeyboardInterrupt of an interrupt that Python dropped (INTERRUPTED)."""
+    if INTERRUPTED.is_set():
+        raise KeyboardInterrupt
+
+
 def end_runs_cleanly_on_signals() -> None:
     """Make SIGTERM and SIGHUP interrupt a run like Ctrl-C (main thread only): the step
     under way on each host ends, no later step starts, the run lock is released. Ctrl-C

@@ -28,7 +28,7 @@ from . import (
     supervision,
     sysctl,
 )
-from .cli import INTERRUPTED
+from .cli import INTERRUPTED, raise_if_interrupted
 from .converge import config_fault, converge, placement, right_at_first_sight
 from .errors import HbdeployError
 from .model import Cluster
@@ -93,8 +93,7 @@ def _parallel(func, items, cancel: threading.Event | None = None, meanwhile=None
         if meanwhile is not None:
             meanwhile()
         done = list(results)
-        if INTERRUPTED.is_set():  # its KeyboardInterrupt lost on the way (cli.INTERRUPTED)
-            raise KeyboardInterrupt
+        raise_if_interrupted()  # its KeyboardInterrupt may have been lost on the way
         return done
     except BaseException:
         if cancel is not None:
@@ -356,8 +355,7 @@ class Deployment:
             self.cluster, self.cluster.auth_index, self.rotation,
             {n: by_name[n].remote for n in by_name},
             {n: plans[n].files["authkeys"].content for n in plans}, self.stamp,
-            lambda node, line: self.say(by_name[node], line),
-            lambda: self.cancelled.is_set() or INTERRUPTED.is_set())
+            lambda node, line: self.say(by_name[node], line), self.interrupted)
         for name in {n for step in self.rotation for n in step.nodes}:
             plan = plans[name]
             for kept in (plan.changed_files, plan.cosmetic_files):
@@ -546,9 +544,14 @@ class Deployment:
         outcomes = _parallel(_guard(second), self.targets, self.cancelled)
         return [error for _, error in outcomes if error]
 
+    def interrupted(self) -> bool:
+        """Whether the run was interrupted (``cancelled``, or an interrupt whose
+        KeyboardInterrupt Python dropped: cli.INTERRUPTED)."""
+        return self.cancelled.is_set() or INTERRUPTED.is_set()
+
     def _next(self, target: Target, step: str) -> None:
         """Cancelled when the run was interrupted: no new step starts on any host."""
-        if self.cancelled.is_set() or INTERRUPTED.is_set():
+        if self.interrupted():
             raise Cancelled(f"{target.host}: interrupted before {step}")
 
 

@@ -12,7 +12,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING
 
 from . import apply, nodelist
-from .cli import INTERRUPTED
+from .cli import raise_if_interrupted
 from .converge import config_fault
 from .errors import HbdeployError
 from .facts import listed_by_running, peer_states
@@ -112,8 +112,7 @@ class Rollout:
         reloaded = self._rekey(order, plans, was_running)
         reloaded |= self._switch_media(order, plans, expected_up, reloaded)
         for target in order:
-            if INTERRUPTED.is_set():  # its KeyboardInterrupt lost on the way (cli.py)
-                raise KeyboardInterrupt
+            raise_if_interrupted()  # its KeyboardInterrupt may have been lost
             plan = plans[target.node.name]
             name = target.node.name
             peers = expected_up - {name}

@@ -11,6 +11,7 @@ from pathlib import Path
 from .. import config
 from ..deploy import deploy_cluster
 from ..drill import home_deadline
+from ..model import Cluster
 from ..remote import connections
 from .lab import Lab
 from .sh import LabError, poll
@@ -27,6 +28,15 @@ def http_name(ip: str, timeout: float = 0.3) -> str | None:
         return None
 
 
+def _deploy(cluster: Cluster, lab: Lab, out: Callable[[str], None]) -> None:
+    """Deploy ``cluster`` to the lab and print the recap; LabError when it failed."""
+    recap = deploy_cluster(cluster, connections(list(cluster.node_names), lab.ssh_config_path),
+                           out=out)
+    out(recap.table())
+    if recap.failed:
+        raise LabError("deploy failed: " + "; ".join(recap.messages))
+
+
 def run_demo(cluster_file: Path = EXAMPLE, out: Callable[[str], None] = print) -> None:
     def step(text: str) -> None:
         out(f"\n== {text}")
@@ -36,11 +46,7 @@ def run_demo(cluster_file: Path = EXAMPLE, out: Callable[[str], None] = print) -
     cluster = config.load_cluster(cluster_file)
     lab.up(nodes=max(2, len(cluster.nodes)))
     step(f"2/4 deploy {cluster_file} to {', '.join(cluster.node_names)}")
-    recap = deploy_cluster(cluster, connections(list(cluster.node_names), lab.ssh_config_path),
-                           out=out)
-    out(recap.table())
-    if recap.failed:
-        raise LabError("deploy failed: " + "; ".join(recap.messages))
+    _deploy(cluster, lab, out)
     step("3/4 status")
     from .tasks import format_status
 
@@ -72,10 +78,7 @@ def run_demo(cluster_file: Path = EXAMPLE, out: Callable[[str], None] = print) -
             # heartbeat's own tools, and says what it did.
             out(f"{exc}: heartbeat did not bring it back by itself; deploying again (nothing "
                 "to change: it repairs placement)")
-            again = deploy_cluster(cluster, connections(list(cluster.node_names),
-                                                        lab.ssh_config_path), out=out)
-            if again.failed:
-                raise LabError("deploy failed: " + "; ".join(again.messages)) from None
+            _deploy(cluster, lab, out)
             poll(f"{ip} back on {primary}", lambda: http_name(ip) == primary, 30, 0.05)
             how = "after the repair of that deploy"
         back = time.monotonic() - healed
