@@ -12,7 +12,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import network, rootfs
+from . import cgroups, network, rootfs
 from .machine import Machine, mount_points, netns_pids, nspawn_pids
 from .network import Addressing
 from .sh import LabError, Report, check_requirements, poll, run
@@ -248,6 +248,7 @@ class Lab:
         # pgrep) until its parent collects it — this process when it booted the node.
         poll("lab processes gone", lambda: not _all_pids() and not _unreaped(nspawn),
              deadline)
+        poll("lab cgroups removed", lambda: cgroups.remove_all(network.PREFIX), deadline)
 
     def _lab_mounts(self) -> list[str]:
         """The nodes' root overlays, then the tmpfs under them (the order to unmount)."""
@@ -269,6 +270,9 @@ class Lab:
             set(nspawn_pids()) - known), 20)
         for ns in strays:
             run(["ip", "netns", "del", ns], check=False)
+        strays = sorted(cgroups.machines(network.PREFIX) - known)
+        poll("stray nodes' cgroups removed", lambda: all([cgroups.remove(m) for m in strays]),
+             20)
         owned = {str(self.disks / n / "root") for n in names} | {str(self.disks)}
         for point in self._lab_mounts():
             if point not in owned:
@@ -329,6 +333,7 @@ class Lab:
         items += [f"process {name} {pids}" for name, pids in sorted(nspawn_pids().items())]
         items += [f"process {pid} in a lab namespace" for pid in
                   netns_pids(*network.lab_namespaces())]
+        items += [f"cgroup {path}" for path in cgroups.left(network.PREFIX)]
         return items
 
     # -- ssh ---------------------------------------------------------------------------------

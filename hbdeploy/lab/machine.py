@@ -10,6 +10,7 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
+from . import cgroups
 from .network import PREFIX, node_ns
 from .sh import LabError, poll, run
 
@@ -102,9 +103,13 @@ class Machine:
         """Start systemd-nspawn in the background; it outlives this process."""
         if self.running():
             return
+        # nspawn is moved into the node's own cgroups before it starts (cgroups.py: in a
+        # shared one, the nodes' systemd would see each other's units).
+        procs = " ".join(str(f) for f in cgroups.procs_files(self.machine_name))
         with self.console_log.open("ab") as log:
             subprocess.Popen(
-                ["systemd-nspawn", "--quiet", "-D", str(self.root),
+                ["sh", "-c", 'for f in $0; do echo $$ > "$f"; done; exec "$@"', procs,
+                 "systemd-nspawn", "--quiet", "-D", str(self.root),
                  f"--machine={self.machine_name}", f"--hostname={self.name}",
                  "--register=no", "--keep-unit", "-b",
                  f"--network-namespace-path=/run/netns/{node_ns(self.name)}",
@@ -133,6 +138,7 @@ class Machine:
         for pid in netns_pids(node_ns(self.name)) + self.pids():
             _signal(pid, signal.SIGKILL)
         poll(f"{self.name}: power-off", lambda: not self.running(), 15)
+        poll(f"{self.name}: cgroups removed", lambda: cgroups.remove(self.machine_name), 15)
 
     def shutdown(self) -> None:
         """Ask for a clean power-off (SIGTERM to nspawn); does not wait."""

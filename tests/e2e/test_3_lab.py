@@ -55,6 +55,21 @@ def test_nodes_boot_and_answer_ssh_with_checked_host_keys(lab: Lab) -> None:
             f[3] for f in mounts if f[1] == str(m.root))
 
 
+def test_a_unit_on_one_node_does_not_hold_up_the_same_unit_on_another(lab: Lab) -> None:
+    """Each node has its own cgroup tree (hbdeploy/lab/cgroups.py). In a shared one, the
+    second run below failed: "Unit ... was already loaded" (its first run's unit stayed
+    deactivating while haproxy1's process of the same name held the cgroup)."""
+    unit = "hbdeploy-lab-cgroup-check"
+    ssh(lab, "haproxy1", f"systemd-run -q --unit={unit} sleep 120")
+    try:
+        for _ in range(2):
+            ssh(lab, "haproxy2", f"systemd-run -q --wait --unit={unit} true")
+        assert ssh(lab, "haproxy2", f"systemctl is-active {unit}", check=False
+                   ).stdout.strip() == "inactive"
+    finally:
+        ssh(lab, "haproxy1", f"systemctl stop {unit}", check=False)
+
+
 def test_a_wrong_host_key_is_refused(lab: Lab, tmp_path) -> None:
     m1, m2 = lab.machines()[:2]
     wrong = tmp_path / "known_hosts"
