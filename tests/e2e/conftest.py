@@ -122,9 +122,13 @@ def lab() -> Iterator[Lab]:
 
 # From the start of the failed phase (5 s before it), 400 lines at most: with 80 from the
 # last 4 minutes, a CI failure's dump began after what went wrong (a three-node bootstrap:
-# the peers' lines from the moment the new node started were cut off).
+# the peers' lines from the moment the new node started were cut off). Explicit matches
+# joined by "+" (or): journalctl joins -u and -t by "and", which left out every resource
+# script's line (their identifiers are "IPaddr(...)", "ResourceManager(default)").
 JOURNAL = ("journalctl -q --no-pager -o short-precise --since @{since} "
-           "-u heartbeat -u hbdeploy-guard -t heartbeat -t ipfail -t ResourceManager "
+           "_SYSTEMD_UNIT=heartbeat.service + UNIT=heartbeat.service + "
+           "_SYSTEMD_UNIT=hbdeploy-guard.service + UNIT=hbdeploy-guard.service + "
+           "SYSLOG_IDENTIFIER=heartbeat + SYSLOG_IDENTIFIER=ipfail "
            "| grep -v 'Pam\\|sshd\\|SIGCHLD\\|Auto failback delayed\\|: debug: ' | tail -n 400")
 
 
