@@ -17,6 +17,7 @@ import os
 import shutil
 from pathlib import Path
 
+from .machine import mount_points
 from .sh import LabError, Report, run, run_with_progress
 
 DEFAULT_RELEASE = "bookworm"
@@ -127,7 +128,7 @@ def ensure_root(cache: Path, report: Report, mirror: str | None = None,
 def _build(cache: Path, root: Path, report: Report, mirror: str, release: str) -> Path:
     building = cache / f"{root.name}.building"
     if building.exists():
-        shutil.rmtree(building)  # left by a build that was killed
+        _discard(building)  # left by a build that was killed
     report(f"building the node image {root.name} (debootstrap {release}, about a minute)")
     run_with_progress(
         ["debootstrap", "--variant=minbase", f"--include={','.join(PACKAGES)}", release,
@@ -142,6 +143,23 @@ def _build(cache: Path, root: Path, report: Report, mirror: str, release: str) -
             report(f"removing the outdated image {old.name}")
             shutil.rmtree(old, ignore_errors=True)
     return root
+
+
+def _discard(building: Path) -> None:
+    """Remove a killed build's folder: first what debootstrap had mounted in it (/proc,
+    /sys), deepest first, which rmtree must not walk into."""
+    inside = [p for p in reversed(mount_points()) if p.startswith(f"{building}/")]
+    for point in inside:
+        if run(["umount", point], check=False).returncode != 0:
+            run(["umount", "-l", point], check=False)
+    left = [p for p in mount_points() if p.startswith(f"{building}/")]
+    if left:
+        raise LabError(f"cannot remove the unfinished image {building}: {', '.join(left)} "
+                       "still mounted there")
+    try:
+        shutil.rmtree(building)
+    except OSError as exc:
+        raise LabError(f"cannot remove the unfinished image {building}: {exc}") from None
 
 
 def _customise(root: Path, report: Report, offline: tuple[str, ...]) -> None:

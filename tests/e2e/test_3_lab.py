@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from hbdeploy.lab import Lab, LabError
-from hbdeploy.lab.machine import nspawn_pids
+from hbdeploy.lab import Lab, LabError, rootfs
+from hbdeploy.lab.machine import mount_points, nspawn_pids
 
 from .conftest import LAB_NODES, poll, ssh
 
@@ -68,6 +68,23 @@ def test_a_unit_on_one_node_does_not_hold_up_the_same_unit_on_another(lab: Lab) 
                    ).stdout.strip() == "inactive"
     finally:
         ssh(lab, "haproxy1", f"systemctl stop {unit}", check=False)
+
+
+def test_a_killed_image_build_is_cleaned_up_with_its_mounts(tmp_path: Path) -> None:
+    """A session that ends before test_5 kills the background trixie build; the next build
+    met its /proc still mounted in the unfinished folder (rmtree: "Operation not
+    permitted", with a traceback)."""
+    building = tmp_path / "root-x.building"
+    (building / "proc").mkdir(parents=True)
+    (building / "etc").mkdir()
+    subprocess.run(["mount", "-t", "proc", "proc", str(building / "proc")], check=True)
+    try:
+        rootfs._discard(building)
+    finally:
+        subprocess.run(["umount", "-l", str(building / "proc")], check=False,
+                       capture_output=True)
+    assert not building.exists()
+    assert str(building / "proc") not in mount_points()
 
 
 def test_a_wrong_host_key_is_refused(lab: Lab, tmp_path) -> None:
