@@ -4,7 +4,7 @@ systemd-nspawn puts its container in ``<the cgroup nspawn runs in>/payload``: no
 from one process would share one tree, and a unit's cgroup (``system.slice/ssh.service``)
 would hold the processes of that unit on every node. The nodes' systemd then see each
 other's processes: a unit whose process has exited stays "deactivating" while another
-node's process of the same unit runs, and starts meet cgroups another node just pruned.
+node's process of the same unit runs (seen in the lab; test_3_lab.py).
 So each node's nspawn starts in a cgroup of its own, ``hbdeploy-lab/<machine name>``
 under this process's, in every hierarchy systemd tracks processes with (cgroup2, and the
 ``name=systemd`` v1 hierarchy on a hybrid host). docs/lab.md, "Control groups".
@@ -15,6 +15,8 @@ from __future__ import annotations
 import contextlib
 import os
 from pathlib import Path
+
+from .sh import LabError
 
 TREE = "hbdeploy-lab"
 
@@ -57,7 +59,10 @@ def procs_files(machine_name: str) -> list[Path]:
     """The node's cgroups made, and their ``cgroup.procs``: writing a PID there moves it in."""
     dirs = node_dirs(machine_name)
     for folder in dirs:
-        folder.mkdir(parents=True, exist_ok=True)
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise LabError(f"cannot make the node's cgroup {folder}: {exc.strerror}") from None
     return [folder / "cgroup.procs" for folder in dirs]
 
 

@@ -104,11 +104,12 @@ class Machine:
         if self.running():
             return
         # nspawn is moved into the node's own cgroups before it starts (cgroups.py: in a
-        # shared one, the nodes' systemd would see each other's units).
+        # shared one, the nodes' systemd would see each other's units); if that fails, the
+        # node does not boot and wait_ssh shows the console, where sh said why.
         procs = " ".join(str(f) for f in cgroups.procs_files(self.machine_name))
         with self.console_log.open("ab") as log:
             subprocess.Popen(
-                ["sh", "-c", 'for f in $0; do echo $$ > "$f"; done; exec "$@"', procs,
+                ["sh", "-c", 'for f in $0; do echo $$ > "$f" || exit 1; done; exec "$@"', procs,
                  "systemd-nspawn", "--quiet", "-D", str(self.root),
                  f"--machine={self.machine_name}", f"--hostname={self.name}",
                  "--register=no", "--keep-unit", "-b",
