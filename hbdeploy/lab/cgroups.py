@@ -48,11 +48,17 @@ def _mounts() -> dict[str, Path]:
     return found
 
 
+def _roots() -> list[Path]:
+    """The lab's cgroup folder (TREE, under this process's cgroup) in each tracking
+    hierarchy this host has mounted."""
+    own, mounts = _own_paths(), _mounts()
+    return [mounts[key] / own[key].lstrip("/") / TREE
+            for key in ("cgroup2", "name=systemd") if key in own and key in mounts]
+
+
 def node_dirs(machine_name: str) -> list[Path]:
     """The node's cgroup directory in each tracking hierarchy this host has mounted."""
-    own, mounts = _own_paths(), _mounts()
-    return [mounts[key] / own[key].lstrip("/") / TREE / machine_name
-            for key in ("cgroup2", "name=systemd") if key in own and key in mounts]
+    return [root / machine_name for root in _roots()]
 
 
 def procs_files(machine_name: str) -> list[Path]:
@@ -69,19 +75,16 @@ def procs_files(machine_name: str) -> list[Path]:
 def _trees(prefix: str) -> list[Path]:
     """The node cgroups of machines named ``prefix-...``, in every tracking hierarchy."""
     out: list[Path] = []
-    own, mounts = _own_paths(), _mounts()
-    for key in ("cgroup2", "name=systemd"):
-        if key in own and key in mounts:
-            tree = mounts[key] / own[key].lstrip("/") / TREE
-            with contextlib.suppress(OSError):
-                out += [p for p in tree.iterdir() if p.name.startswith(f"{prefix}-")]
+    for root in _roots():
+        with contextlib.suppress(OSError):
+            out += [p for p in root.iterdir() if p.name.startswith(f"{prefix}-")]
     return out
 
 
 def _rmtree(folder: Path) -> bool:
     """rmdir every cgroup under ``folder``, deepest first; whether none is left. One stays
     while a process is in it, a zombie included (its parent has not reaped it yet)."""
-    for path, _, _ in sorted(os.walk(folder), key=lambda w: -w[0].count("/")):
+    for path, _, _ in os.walk(folder, topdown=False):
         with contextlib.suppress(OSError):
             os.rmdir(path)
     return not folder.exists()

@@ -69,9 +69,12 @@ def run_demo(cluster_file: Path = EXAMPLE, out: Callable[[str], None] = print) -
         healed = time.monotonic()
         how = ("auto_failback on; heartbeat first releases the group on both sides after a "
                "partition")
+
+        def home() -> bool:
+            return http_name(ip) == primary
+
         try:
-            poll(f"{ip} back on {primary}", lambda: http_name(ip) == primary,
-                 home_deadline(cluster), 0.05)
+            poll(f"{ip} back on {primary}", home, home_deadline(cluster), 0.05)
         except LabError as exc:
             # heartbeat did not bring it home by itself (CI: a failback request the holder
             # ignored for an hour): a deploy with nothing to change converges, with
@@ -79,7 +82,7 @@ def run_demo(cluster_file: Path = EXAMPLE, out: Callable[[str], None] = print) -
             out(f"{exc}: heartbeat did not bring it back by itself; deploying again (nothing "
                 "to change: it repairs placement)")
             _deploy(cluster, lab, out)
-            poll(f"{ip} back on {primary}", lambda: http_name(ip) == primary, 30, 0.05)
+            poll(f"{ip} back on {primary}", home, 30, 0.05)
             how = "after the repair of that deploy"
         back = time.monotonic() - healed
         out(f"{ip} answered from {primary} again {back:.1f}s after the heal ({how})")

@@ -270,9 +270,9 @@ class Lab:
             set(nspawn_pids()) - known), 20)
         for ns in strays:
             run(["ip", "netns", "del", ns], check=False)
-        strays = sorted(cgroups.machines(network.PREFIX) - known)
-        poll("stray nodes' cgroups removed", lambda: all([cgroups.remove(m) for m in strays]),
-             20)
+        stray_cgroups = sorted(cgroups.machines(network.PREFIX) - known)
+        poll("stray nodes' cgroups removed",
+             lambda: all([cgroups.remove(m) for m in stray_cgroups]), 20)
         owned = {str(self.disks / n / "root") for n in names} | {str(self.disks)}
         for point in self._lab_mounts():
             if point not in owned:
