@@ -78,9 +78,10 @@ def haresources_key(text: str) -> tuple[str, ...]:
     return tuple(lines("\n".join(joined)))
 
 
-# The host's side of authkeys_digest: a shell pipeline reading the file on stdin; the
-# digest is the first word of what it prints (sha256sum's line).
-AUTHKEYS_DIGEST_SH = "awk 'NF && $1 !~ /^#/ { $1 = $1; print }' | LC_ALL=C sort | sha256sum"
+# The host's side of authkeys_digest: a shell pipeline reading the file's lines, already
+# as lines() makes them and each ending in a newline, on stdin (rekey.PROBE); the digest is
+# the first word of what it prints (sha256sum's line).
+AUTHKEYS_DIGEST_SH = "LC_ALL=C sort | sha256sum"
 
 
 def authkeys_digest(text: str) -> str:

@@ -9,14 +9,13 @@ host. Without ``announce`` (``--check``) it changes nothing.
 
 from __future__ import annotations
 
-import base64
 import json
 import shlex
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from . import announce as announce_script
-from . import equivalence, firewall, layout, lock, rekey, status, supervision, sysctl
+from . import firewall, layout, lock, rekey, status, supervision, sysctl
 from .model import Cluster
 from .remote import Remote
 from .render import FILES
@@ -54,10 +53,14 @@ sha256sum __SUMS__ 2>/dev/null | while read -r h f; do
 done
 stat -c '%n %a %U' /etc/ha.d/ha.cf /etc/ha.d/haresources /etc/ha.d/authkeys 2>/dev/null | \
   while read -r f m u; do p "mode_${f##*/}" "$m $u"; done
-# What the files say, for plan's "only comments changed" (equivalence.py); authkeys as a
-# digest of its sorted lines, so the key never leaves the host.
-for f in ha.cf haresources; do [ -f /etc/ha.d/$f ] && p "text_$f" "$(base64 -w0 < /etc/ha.d/$f)"; done
-[ -f /etc/ha.d/authkeys ] && { d=$( (__AUTHKEYS_DIGEST__) < /etc/ha.d/authkeys); p norm_authkeys "${d%% *}"; }
+# What the files say, for plan's "only comments changed" (equivalence.py): ha.cf and
+# haresources line by line, read by the shell (base64 was a process for each); authkeys as
+# digests only (rekey.PROBE), so the key never leaves the host.
+for f in ha.cf haresources; do
+  [ -f /etc/ha.d/$f ] || continue
+  p "text_$f" ""
+  while IFS= read -r l || [ -n "$l" ]; do p "line_$f" "$l"; done </etc/ha.d/$f
+done
 __KEYRING__
 # heartbeat's unit, the guard's and the firewall's (where its unit file is): one call
 fw=; [ -f __UNIT__ ] && fw=yes
@@ -101,7 +104,8 @@ command -v nft >/dev/null 2>&1 && p fw_tool nft
 if [ -f __SCRIPT__ ]; then
   b=; while IFS= read -r l; do case $l in "__MARK__"*) b=${l#"__MARK__"}; break ;; esac; done <__SCRIPT__
   p fw_backend "$b"
-  if sh __SCRIPT__ check >/dev/null 2>&1; then p fw_check ok; else p fw_check differs; fi
+  # read by this shell in a subshell of its own (`sh` was a process more)
+  if ( set -- check; . __SCRIPT__ ) >/dev/null 2>&1; then p fw_check ok; else p fw_check differs; fi
 fi
 __LOCK__
 __SUPERVISION__
@@ -112,7 +116,6 @@ __SYSCTL__
     .replace("__FW_UNIT__", firewall.UNIT_PATH.rsplit("/", 1)[1])
     .replace("__SCRIPT__", firewall.SCRIPT_PATH)
     .replace("__MARK__", firewall.BACKEND_MARK)
-    .replace("__AUTHKEYS_DIGEST__", equivalence.AUTHKEYS_DIGEST_SH)
     .replace("__KEYRING__", rekey.PROBE.strip()))
 
 # The files summed by the probe's one sha256sum, and the key each sum is reported under.
@@ -266,7 +269,7 @@ class HostFacts:
 
 def parse(output: str) -> HostFacts:
     facts = HostFacts()
-    for line in output.splitlines():
+    for line in output.split("\n"):  # a file's line may hold any other line break
         key, sep, value = line.partition("\t")
         if not sep:
             continue
@@ -274,7 +277,9 @@ def parse(output: str) -> HostFacts:
                                        or key == "sha_sysctl"):
             facts.checksums[key[4:]] = value
         elif key.startswith("text_") and key[5:] in FILES:
-            facts.texts[key[5:]] = base64.b64decode(value).decode("utf-8", "replace")
+            facts.texts[key[5:]] = ""
+        elif key.startswith("line_") and key[5:] in facts.texts:
+            facts.texts[key[5:]] += value + "\n"
         elif key.startswith("mode_") and key[5:] in FILES:
             facts.modes[key[5:]] = value
         elif key == "addr":

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import subprocess
+from pathlib import Path
 
 import pytest
 from test_day2_logic import PROBE_OUTPUT, cluster
 
-from hbdeploy import equivalence
+from hbdeploy import equivalence, rekey
 from hbdeploy.facts import parse
 from hbdeploy.plan import plan_host, sha256
 from hbdeploy.render import render_node
@@ -47,13 +48,22 @@ def test_haresources_continuations_and_order() -> None:
     assert not equivalence.same("haresources", "a x\nb y\n", "b y\na x\n")
 
 
-def test_the_hosts_authkeys_digest_matches() -> None:
-    text = "# managed\nauth 1\n\n1   sha1 s3cret#x\n"
-    got = subprocess.run(["sh", "-c", equivalence.AUTHKEYS_DIGEST_SH], input=text,
-                         capture_output=True, text=True, check=True).stdout.split()[0]
+@pytest.mark.parametrize("text", ["# managed\nauth 1\n\n1   sha1 s3cret#x\n",
+                                  "\t1 sha1\ts3cret#x  \n  # 2 md5 old\nauth 1"])
+def test_the_hosts_authkeys_digest_matches(tmp_path: Path, text: str) -> None:
+    """The probe's digest, read by the shell (last line without a newline, tabs, indented
+    comments), is the one authkeys_digest makes of the same file, whatever its order."""
+    (tmp_path / "authkeys").write_text(text)
+    script = "p() { printf '%s\\t%s\\n' \"$1\" \"$2\"; }\n" + rekey.PROBE.replace(
+        "/etc/ha.d/authkeys", str(tmp_path / "authkeys"))
+    out = subprocess.run(["sh", "-c", script], capture_output=True, text=True,
+                         check=True).stdout
+    got = parse(out).norm_authkeys
     assert got == equivalence.authkeys_digest(text) == equivalence.authkeys_digest(
         "1 sha1 s3cret#x\nauth 1\n")
     assert got != equivalence.authkeys_digest("auth 1\n1 sha1 s3cret\n")
+    assert parse(out).keyring == rekey.KeyRing("1", {"1": ("sha1",
+                                                           rekey.fingerprint("s3cret#x"))})
 
 
 def test_plan_writes_a_comment_change_without_a_reload() -> None:

@@ -33,9 +33,21 @@ apply() {{
     iptables -w -C INPUT -j {CHAIN} 2>/dev/null || iptables -w -I INPUT 1 -j {CHAIN}
 }}
 
+# One listing of the filter table read by the shell (it was two iptables calls and a grep,
+# on every deploy's facts probe): our chain's rules as they are, and INPUT's jump to it.
 check() {{
-    [ "$(iptables -w -S {CHAIN} 2>/dev/null | grep '^-A ' || true)" = "$RULES" ] \\
-        && iptables -w -C INPUT -j {CHAIN} 2>/dev/null
+    s=$(iptables -w -S 2>/dev/null) || return 1
+    ours=; jump=no
+    while IFS= read -r l; do
+        case $l in
+        "-A {CHAIN} "*) ours="$ours${{ours:+
+}}$l" ;;
+        "-A INPUT -j {CHAIN}") jump=yes ;;
+        esac
+    done <<EOF
+$s
+EOF
+    [ "$ours" = "$RULES" ] && [ "$jump" = yes ]
 }}
 
 remove() {{

@@ -139,6 +139,32 @@ def test_redeploy_changes_nothing(deployed: Lab) -> None:
     assert "[haproxy1] announced 10.213.0.100 (gratuitous ARP)" in result.stdout
 
 
+def test_a_hand_edit_of_comments_and_spacing_is_rewritten_without_a_reload(
+        deployed: Lab) -> None:
+    """The probe reads ha.cf and haresources line by line with the shell and authkeys as
+    digests: comments, spacing, tabs, a last line without its newline and authkeys' lines in
+    another order are told apart from a change, so the files are rewritten and heartbeat
+    keeps running as it was (same process, the floating IP where it was)."""
+    lab = deployed
+    node = "haproxy2"
+    pid = ssh(lab, node, "systemctl show -p MainPID --value heartbeat").stdout.strip()
+    ssh(lab, node, r"""set -e; cd /etc/ha.d
+        { echo '# tuned by hand'; sed 's/^deadtime /deadtime  \t /' ha.cf; } > x && cat x > ha.cf
+        { cat haresources; printf '   # no newline after this'; } > x && cat x > haresources
+        { echo '  # keys'; grep -v '^#' authkeys | sort -r; } > x && cat x > authkeys
+        rm x; grep -q "deadtime  	 5" ha.cf""")
+    result = cli(lab, "deploy")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert (f"[{node}] wrote ha.cf, haresources, authkeys (comments, spacing or mode only: "
+            "heartbeat is not reloaded for that)") in result.stdout, result.stdout
+    assert "[haproxy1] wrote" not in result.stdout
+    assert ssh(lab, node, "systemctl show -p MainPID --value heartbeat").stdout.strip() == pid
+    assert "deadtime 5\n" in ssh(lab, node, "cat /etc/ha.d/ha.cf").stdout
+    assert http_name(FLOATING_IP) == "haproxy1"
+    again = cli(lab, "deploy")
+    assert "unchanged: nothing to do on 2 host(s)" in again.stdout, again.stdout
+
+
 def test_installed_from_a_wheel_and_run_from_an_ops_folder(deployed: Lab, tmp_path: Path
                                                            ) -> None:
     """As a user who is not developing hbdeploy: the wheel built from this checkout, pip
