@@ -22,11 +22,12 @@ from .render import FILES
 
 MANAGED_DIR = "/etc/ha.d"
 
-# POSIX sh; every section prints "key<TAB>value" lines. It only reads. About 50 processes
-# (it was 88: one sha256sum and one stat for every file it tracks, builtins where a process
-# did nothing more); each costs about 1 ms on a lab node, and a whole probe of a 4-node
-# cluster's node about 50 ms of CPU. HEAD runs before the probe's two branches
-# (probe() below), which both use the node's name.
+# POSIX sh; every section prints "key<TAB>value" lines. It only reads. About 20 programs
+# run and as many forks of the shell (88 processes once: one sha256sum and one stat for
+# every file it tracks; builtins wherever a process did nothing more); each process costs
+# 1-2.5 ms of a lab node's CPU, and a whole probe on a node of a 4-node cluster 70-80 ms
+# (docs/performance.md). HEAD runs before the probe's two branches (probe() below),
+# which both use the node's name.
 HEAD = r"""LC_ALL=C; export LC_ALL
 p() { printf '%s\t%s\n' "$1" "$2"; }
 node=; read -r node 2>/dev/null </proc/sys/kernel/hostname || node=$(uname -n)
