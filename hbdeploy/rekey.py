@@ -50,10 +50,10 @@ REREAD_WAIT = 10  # seconds; heartbeat re-read within a second of the signal in 
 SALT = secrets.token_hex(8)
 
 # For the facts probe (inside its p() helper), read by the shell itself (two awk processes
-# did it, 3.3 ms of a lab node's CPU each): the key index heartbeat signs with; each key as "index
-# method digest", the key hashed by the builtin printf into sha256sum's stdin, never an
-# argument of a process; and the whole file's digest (equivalence.authkeys_digest: its
-# lines as equivalence.lines reads them, sorted).
+# did it, 3.3 ms of a lab node's CPU each): the key index heartbeat signs with; each key
+# as "index method digest", the key hashed by the builtin printf into sha256sum's stdin,
+# never an argument of a process; and the whole file's digest (equivalence.
+# authkeys_digest: its lines as equivalence.lines reads them, sorted).
 PROBE = r"""
 if [ -f /etc/ha.d/authkeys ]; then
   set -f; lines=
