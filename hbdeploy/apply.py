@@ -204,10 +204,11 @@ def restore(remote: Remote, names: list[str], stamp: str) -> tuple[list[str], li
     return restored, removed
 
 
-# After a unit file is written and enabled: systemd reads it. `enable` without --no-reload
-# reloads systemd itself, so enabling after a daemon-reload made two reloads of every unit
-# (and run every generator) where one is enough.
-RELOAD = "systemctl daemon-reload"
+def _enable_and_reload(unit: str) -> str:
+    """The command that enables ``unit`` (its file just written) and has systemd read it:
+    one reload. `enable` reloads systemd by itself unless told not to, so enabling after a
+    daemon-reload read every unit (and ran every generator) twice."""
+    return f"systemctl --no-reload enable -q {unit} && systemctl daemon-reload"
 
 
 def apply_firewall(remote: Remote, plan: HostPlan) -> None:
@@ -224,7 +225,7 @@ def apply_firewall(remote: Remote, plan: HostPlan) -> None:
         # Status 219/CGROUP: systemd could not put the new process in the unit's cgroup, so
         # the script never ran; seen once in the lab (nspawn), gone on the next try.
         unit = "hbdeploy-firewall.service"
-        remote.run(f"systemctl --no-reload enable -q {unit} && {RELOAD} && "
+        remote.run(f"{_enable_and_reload(unit)} && "
                    f"{{ systemctl restart {unit} || {{ [ \"$(systemctl show -p ExecMainStatus "
                    f"--value {unit})\" = 219 ] && systemctl restart {unit}; }} || {{ "
                    f"journalctl -u {unit} -n 5 --no-pager -o cat >&2; exit 1; }}; }}",
@@ -266,7 +267,7 @@ def supervise(remote: Remote, plan: HostPlan) -> None:
     for key in plan.changed_supervision:
         rendered = plan.supervision[key]
         remote.write_file(rendered.remote_path, rendered.content, rendered.mode)
-    remote.run(f"systemctl --no-reload enable -q hbdeploy-guard.service && {RELOAD} && "
+    remote.run(f"{_enable_and_reload('hbdeploy-guard.service')} && "
                "systemctl restart hbdeploy-guard.service", timeout=120)
 
 

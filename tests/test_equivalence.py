@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import subprocess
 from pathlib import Path
 
 import pytest
 from test_day2_logic import PROBE_OUTPUT, cluster
+from test_rekey import probe_authkeys
 
 from hbdeploy import equivalence, rekey
 from hbdeploy.facts import parse
@@ -53,17 +53,12 @@ def test_haresources_continuations_and_order() -> None:
 def test_the_hosts_authkeys_digest_matches(tmp_path: Path, text: str) -> None:
     """The probe's digest, read by the shell (last line without a newline, tabs, indented
     comments), is the one authkeys_digest makes of the same file, whatever its order."""
-    (tmp_path / "authkeys").write_text(text)
-    script = "p() { printf '%s\\t%s\\n' \"$1\" \"$2\"; }\n" + rekey.PROBE.replace(
-        "/etc/ha.d/authkeys", str(tmp_path / "authkeys"))
-    out = subprocess.run(["sh", "-c", script], capture_output=True, text=True,
-                         check=True).stdout
-    got = parse(out).norm_authkeys
+    facts = parse(probe_authkeys(text, tmp_path))
+    got = facts.norm_authkeys
     assert got == equivalence.authkeys_digest(text) == equivalence.authkeys_digest(
         "1 sha1 s3cret#x\nauth 1\n")
     assert got != equivalence.authkeys_digest("auth 1\n1 sha1 s3cret\n")
-    assert parse(out).keyring == rekey.KeyRing("1", {"1": ("sha1",
-                                                           rekey.fingerprint("s3cret#x"))})
+    assert facts.keyring == rekey.KeyRing("1", {"1": ("sha1", rekey.fingerprint("s3cret#x"))})
 
 
 def test_plan_writes_a_comment_change_without_a_reload() -> None:

@@ -95,12 +95,16 @@ def test_each_pass_edits_authkeys(tmp_path: Path, name: str, before: str, given:
     assert sh(f'f=authkeys; in=in; {edit}', tmp_path) == after
 
 
-def test_the_probe_reports_salted_digests_only(tmp_path: Path) -> None:
-    text = f"# keys\nauth 2\n1 sha1 {OLD}\n\n2  md5   {NEW}\n"
-    (tmp_path / "authkeys").write_text(text)
+def probe_authkeys(text: str, folder: Path) -> str:
+    """What rekey.PROBE (with facts' p() helper) reports of an authkeys holding ``text``."""
+    (folder / "authkeys").write_text(text)
     script = "p() { printf '%s\\t%s\\n' \"$1\" \"$2\"; }\n" + rekey.PROBE.replace(
-        "/etc/ha.d/authkeys", str(tmp_path / "authkeys"))
-    out = sh(script, tmp_path)
+        "/etc/ha.d/authkeys", str(folder / "authkeys"))
+    return sh(script, folder)
+
+
+def test_the_probe_reports_salted_digests_only(tmp_path: Path) -> None:
+    out = probe_authkeys(f"# keys\nauth 2\n1 sha1 {OLD}\n\n2  md5   {NEW}\n", tmp_path)
     assert OLD not in out and NEW not in out
     assert parse(out).keyring == rekey.KeyRing("2", {"1": ("sha1", rekey.fingerprint(OLD)),
                                                      "2": ("md5", rekey.fingerprint(NEW))})
