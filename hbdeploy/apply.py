@@ -211,13 +211,14 @@ def _enable_and_reload(unit: str) -> str:
     return f"systemctl --no-reload enable -q {unit} && systemctl daemon-reload"
 
 
-def apply_firewall(remote: Remote, plan: HostPlan) -> None:
-    """Install the firewall script (and, where the backend needs it, its boot unit), then
-    run it. Rules an earlier run left with another backend are removed first."""
+def apply_firewall(remote: Remote, plan: HostPlan, text: str | None = None) -> None:
+    """Install the firewall script (``text``, or the plan's) and, where the backend needs
+    it, its boot unit, then run it. Rules an earlier run left with another backend are
+    removed first."""
     script = firewall.SCRIPT_PATH
     if plan.facts.fw_backend and plan.facts.fw_backend != plan.firewall_backend:
         remote.run(f"sh {script} remove")
-    remote.write_file(script, plan.firewall_script, 0o755)
+    remote.write_file(script, plan.firewall_script if text is None else text, 0o755)
     if firewall.boot_unit(plan.firewall_backend):
         # Run through the unit, so that it is active: a restart of nftables.service or
         # netfilter-persistent (PartOf) then restarts it and puts the rules back.
@@ -234,6 +235,14 @@ def apply_firewall(remote: Remote, plan: HostPlan) -> None:
     if plan.facts.fw_unit:
         _remove_unit(remote)
     remote.run(f"{script} apply", timeout=120)
+
+
+def narrow_firewall(remote: Remote, plan: HostPlan) -> None:
+    """The plan's own firewall script in place of the wider one apply_firewall put there
+    (``plan.firewall_wide``) and applied: its unit, if any, is in place and runs the same
+    path, which now holds these rules."""
+    remote.write_file(firewall.SCRIPT_PATH, plan.firewall_script, 0o755)
+    remote.run(f"{firewall.SCRIPT_PATH} apply", timeout=120)
 
 
 def _remove_unit(remote: Remote) -> None:

@@ -295,6 +295,14 @@ class Deployment:
                             "every running node must re-read the new media at once; deploy "
                             "the media change alone first, then the rest")
         self.media_switch = [n for n in running if plans[n].reload_only]
+        for name in self.media_switch if self.cluster.firewall.enabled else ():
+            plan = plans[name]
+            if plan.firewall_backend and "ha.cf" in plan.facts.texts:
+                wide = firewall.script(plan.firewall_backend, self.cluster, plan.node,
+                                       firewall.heard_now(self.cluster, plan.node,
+                                                          plan.facts.texts["ha.cf"]))
+                if wide != plan.firewall_script:
+                    plan.firewall_wide, plan.firewall = wide, True
         return problems
 
     def _running_outside(self, running: Iterable[str], found: dict[str, facts.HostFacts]
@@ -516,10 +524,14 @@ class Deployment:
                 if not self.cluster.firewall.enabled:
                     result.steps["firewall"] = "skipped"
                 elif plan.firewall:
-                    apply.apply_firewall(target.remote, plan)
+                    apply.apply_firewall(target.remote, plan,
+                                         plan.firewall_wide or plan.firewall_script)
                     result.steps["firewall"] = "changed"
                     self.say(target, "firewall rules in place "
-                                     f"({firewall.describe(plan.firewall_backend)})")
+                                     f"({firewall.describe(plan.firewall_backend)})" + (
+                                         ", heartbeat's present media still let in until "
+                                         "every node has re-read ha.cf"
+                                         if plan.firewall_wide else ""))
                 if plan.sysctl:
                     apply.apply_sysctl(target.remote, plan)
                     self.say(target, f"{sysctl.KEY} = 1 in force (nonlocal_bind; "
@@ -543,6 +555,22 @@ class Deployment:
 
         outcomes = _parallel(_guard(second), self.targets, self.cancelled)
         return [error for _, error in outcomes if error]
+
+    def narrow_firewalls(self) -> list[str]:
+        """Once the cluster is whole on a media change: each node's firewall without the
+        media every node has left (apply_firewall let them in beside the new). Until then,
+        and when the run stops or is rolled back before this, both stay open: the next
+        deploy narrows them. The failures' messages."""
+        wide = [t for t in self.targets if self.plans[t.node.name].firewall_wide]
+
+        def narrow(target: Target) -> None:
+            apply.narrow_firewall(target.remote, self.plans[target.node.name])
+            self.say(target, "firewall: heartbeat's previous media no longer let in (every "
+                             "node reads the new ha.cf)")
+
+        errors = [e for _, e in _parallel(_guard(narrow), wide) if e]
+        return [*errors, "heartbeat's previous media are still let in there; the next "
+                         "deploy takes them out"] if errors else []
 
     def interrupted(self) -> bool:
         """Whether the run was interrupted (``cancelled``, or an interrupt whose
@@ -679,6 +707,9 @@ def _change(run: Deployment, recap: Recap, plans: dict[str, HostPlan]) -> Recap:
     outcome = converge(cluster, targets, run.say, blame=blame if wrote else None)
     recap.actions = outcome.actions
     _record_holders(recap, run, outcome.holders)
+    if not outcome.problems and (narrowing := run.narrow_firewalls()):
+        recap.failed = True
+        recap.messages += narrowing
     if outcome.problems:
         recap.failed = True
         recap.messages += outcome.problems

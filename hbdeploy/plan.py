@@ -56,6 +56,9 @@ class HostPlan:
     firewall: bool = False
     firewall_backend: str = ""
     firewall_script: str = ""
+    # A media change (deploy: media_switch): the script with the media heartbeat runs on now
+    # kept open too, until every node has re-read ha.cf; then firewall_script.
+    firewall_wide: str = ""
     enable: bool = False
     floating_ips: tuple[str, ...] = ()
     supervision: dict[str, RenderedFile] = field(default_factory=dict)

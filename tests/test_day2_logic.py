@@ -222,6 +222,38 @@ def test_firewall_rules_in_each_tools_own_listing_syntax() -> None:
         'ip daddr 10.9.0.100 accept comment "hbdeploy"')
 
 
+def test_a_media_change_keeps_the_media_heartbeat_runs_on_let_in() -> None:
+    """heard_now reads the ha.cf a node runs on; the rules of a media change add it to the
+    new ones (deploy widens, then narrows once every node has re-read ha.cf)."""
+    old = cluster()
+    new = cluster(udpport=695)
+    n1 = new.node("n1")
+    running = render_node(old, "n1")["ha.cf"].content
+    assert firewall.heard_now(new, n1, running) == [
+        firewall.Allow(source="10.9.0.2", proto="udp", ports=(694, 694))]
+    assert firewall.rules("iptables", new, n1, firewall.heard_now(new, n1, running)) == [
+        "-A HBDEPLOY -s 10.9.0.2/32 -p udp -m udp --dport 695 -j ACCEPT",
+        "-A HBDEPLOY -d 10.9.0.100/32 -j ACCEPT",
+        "-A HBDEPLOY -s 10.9.0.2/32 -p udp -m udp --dport 694 -j ACCEPT",
+    ]
+    # Nothing the new rules have already is repeated: the same media, the same script.
+    same = render_node(new, "n1")["ha.cf"].content
+    assert firewall.script("iptables", new, n1, firewall.heard_now(new, n1, same)) == \
+        firewall.script("iptables", new, n1)
+    # A multicast group, on the port its mcast line names; a hand-built ha.cf with no
+    # udpport line (heartbeat's 694), a bcast line, and a ucast peer the cluster lacks.
+    mcast = render_node(three_node_mcast_with_ports(), "n1")["ha.cf"].content
+    assert "\nmcast eth0 239.1.1.1 694 1 0\n" in mcast
+    assert firewall.heard_now(new, n1, mcast.replace("239.1.1.1 694", "239.1.1.1 700")) == [
+        firewall.Allow(source="10.9.0.2", proto="udp", ports=(700, 700)),
+        firewall.Allow(dest="239.1.1.1", proto="udp", ports=(700, 700))]
+    hand = "# by hand\nbcast eth0\nucast eth0 10.9.0.1\nucast eth0 10.9.0.7\nnode n1 n2\n"
+    assert firewall.heard_now(new, n1, hand) == [
+        firewall.Allow(source=ip, proto="udp", ports=(694, 694))
+        for ip in ("10.9.0.2", "10.9.0.7")]  # its own address left out
+    assert firewall.heard_now(new, n1, "udpport nonsense\nserial /dev/ttyS0\n") == []
+
+
 def test_firewall_backend_follows_what_the_host_runs() -> None:
     facts = parse(PROBE_OUTPUT)
     assert firewall.choose(facts) == ("iptables", "")

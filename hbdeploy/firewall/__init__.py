@@ -10,17 +10,18 @@ hbdeploy's are never touched.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from types import ModuleType
 from typing import TYPE_CHECKING
 
 from . import firewalld, iptables, nftables, ufw
-from .allow import Allow, allows
+from .allow import Allow, allows, heard_now
 
 if TYPE_CHECKING:
     from ..facts import HostFacts
     from ..model import Cluster, Node
 
-__all__ = ["Allow", "allows", "boot_unit", "choose", "describe", "rules", "script"]
+__all__ = ["Allow", "allows", "boot_unit", "choose", "describe", "heard_now", "rules", "script"]
 
 BACKENDS: dict[str, ModuleType] = {m.NAME: m for m in (iptables, nftables, ufw, firewalld)}
 SCRIPT_PATH = "/usr/local/sbin/hbdeploy-firewall"
@@ -68,9 +69,14 @@ def choose(facts: HostFacts) -> tuple[str | None, str]:
                   "nftables or iptables, or set firewall: false")
 
 
-def rules(backend: str, cluster: Cluster, node: Node) -> list[str]:
-    """``node``'s rules in the backend's own syntax, as that tool lists them."""
-    return [BACKENDS[backend].rule(a) for a in allows(cluster, node)]
+def rules(backend: str, cluster: Cluster, node: Node, also: Sequence[Allow] = ()
+          ) -> list[str]:
+    """``node``'s rules in the backend's own syntax, as that tool lists them; then the rules
+    for ``also`` (heard_now: the media ``node`` runs on until it re-reads ha.cf) that are
+    not among them."""
+    wanted = allows(cluster, node)
+    wanted += [a for a in also if a not in wanted]
+    return [BACKENDS[backend].rule(a) for a in wanted]
 
 
 def boot_unit(backend: str) -> bool:
@@ -83,9 +89,10 @@ def describe(backend: str) -> str:
             "ufw": "ufw", "firewalld": f"firewalld policy {firewalld.POLICY}"}[backend]
 
 
-def script(backend: str, cluster: Cluster, node: Node) -> str:
-    """``hbdeploy-firewall [apply|check|remove]`` for ``node`` on ``backend``."""
-    lines = rules(backend, cluster, node)
+def script(backend: str, cluster: Cluster, node: Node, also: Sequence[Allow] = ()) -> str:
+    """``hbdeploy-firewall [apply|check|remove]`` for ``node`` on ``backend`` (with ``also``:
+    rules)."""
+    lines = rules(backend, cluster, node, also)
     if any("'" in line or "\n" in line for line in lines):
         raise ValueError("a firewall rule cannot be quoted for sh")  # validation prevents it
     body = "\n".join(lines)

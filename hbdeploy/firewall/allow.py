@@ -4,7 +4,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from ..equivalence import lines
 from ..model import Cluster, Node
+
+HEARTBEAT_UDPPORT = 694  # heartbeat's own default, for an ha.cf with no udpport line
 
 
 @dataclass(frozen=True)
@@ -33,3 +36,32 @@ def allows(cluster: Cluster, node: Node) -> list[Allow]:
             low, _, high = rng.partition("-")
             wanted.append(Allow(dest=ip, proto=proto, ports=(int(low), int(high or low))))
     return wanted
+
+
+def _port(text: str) -> int | None:
+    return int(text) if text.isdigit() and 0 < int(text) < 65536 else None
+
+
+def heard_now(cluster: Cluster, node: Node, hacf: str) -> list[Allow]:
+    """The heartbeat traffic ``node`` takes in while it runs on ``hacf`` (the ha.cf it read
+    before this run): from each peer (the cluster's, and any other its ucast lines name) to
+    the udpport its ucast and bcast lines use, and to each multicast group on that group's
+    own port. A media change keeps these open beside the new rules until every node has
+    re-read the new ha.cf: under an INPUT policy that drops what no rule accepts, the new
+    rules alone cut the nodes off from each other from the firewall's change to the re-read
+    (the lab at deadtime 1 s: each declared the other dead)."""
+    found = [line.split() for line in lines(hacf)]
+    port = next((_port(w[1]) for w in found if w[0] == "udpport" and len(w) > 1), None)
+    port = port or HEARTBEAT_UDPPORT
+    peers = [p.ip for p in cluster.nodes if p.name != node.name]
+    peers += [w[2] for w in found if w[0] == "ucast" and len(w) > 2
+              and w[2] not in peers and w[2] != node.ip]
+    heard: list[Allow] = []
+    if any(w[0] in ("ucast", "bcast") for w in found):
+        heard += [Allow(source=ip, proto="udp", ports=(port, port)) for ip in peers]
+    for w in found:
+        mport = _port(w[3]) if w[0] == "mcast" and len(w) > 3 else None
+        if mport:
+            heard += [Allow(source=ip, proto="udp", ports=(mport, mport)) for ip in peers]
+            heard.append(Allow(dest=w[2], proto="udp", ports=(mport, mport)))
+    return list(dict.fromkeys(heard))
