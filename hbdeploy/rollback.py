@@ -26,6 +26,9 @@ def roll_back(run: Deployment) -> None:
     it); a member whose heartbeat this run started again keeps running."""
     stopping = []
     joining = _joining(run)
+    # A media change is undone as it was made: every node re-reads at once (rollout).
+    switched = set(run.media_switch) if len(run.media_switch) > 1 else set()
+    together: list[tuple[Target, bool]] = []
     for target in run.targets:
         name = target.node.name
         plan = run.plans.get(name)
@@ -65,6 +68,9 @@ def roll_back(run: Deployment) -> None:
                                       if plan.facts.unapplied else "")
             except RemoteError as exc:
                 run.say(target, f"could not reset {UNAPPLIED}: {exc}")
+        if how == "reload" and name in switched:
+            together.append((target, "ha.cf" in restored))
+            continue
         try:
             if how == "reload":
                 freed = apply.reload(target.remote, reexec="ha.cf" in restored)
@@ -76,6 +82,8 @@ def roll_back(run: Deployment) -> None:
                     run.say(target, said)
         except RemoteError as exc:
             run.say(target, f"heartbeat with the previous files failed too: {exc}")
+    if together:
+        _reload_together(run, together)
     # Nodes that had no configuration, or no heartbeat running, served nothing before this
     # run: stopped all at once, and disabled where this run enabled heartbeat.
     def stop(target: Target) -> None:
@@ -89,6 +97,36 @@ def roll_back(run: Deployment) -> None:
     _forget_introduced(run)
     if left:
         _repair_claims(run)
+
+
+def _reload_together(run: Deployment, together: list[tuple[Target, bool]]) -> None:
+    """The previous files re-read by every node of a media change at the same moment (the
+    signals sent together, then each re-exec awaited): one at a time, the first re-read
+    would hear no peer for as long as the next took, and at a short deadtime take their
+    resources. ``together``: each node, and whether its ha.cf was restored."""
+    run.out(f"reloading heartbeat on {', '.join(t.node.name for t, _ in together)} at once: "
+            "the previous media (one at a time they would not hear each other)")
+
+    def signal(item: tuple[Target, bool]) -> str | None:
+        try:
+            return apply.signal_reload(item[0].remote)
+        except RemoteError as exc:
+            run.say(item[0], f"heartbeat with the previous files failed too: {exc}")
+            return None
+
+    def await_reexec(item: tuple[tuple[Target, bool], str | None]) -> None:
+        (target, reexec), mark = item
+        if mark is None or not reexec:
+            return
+        try:
+            if freed := apply.await_reexec(target.remote, mark):
+                run.say(target, freed)
+        except RemoteError as exc:
+            run.say(target, f"heartbeat with the previous files failed too: {exc}")
+
+    with ThreadPoolExecutor(max_workers=len(together)) as pool:
+        marks = list(pool.map(signal, together))
+        list(pool.map(await_reexec, zip(together, marks, strict=True)))
 
 
 def _joining(run: Deployment) -> set[str]:

@@ -180,10 +180,31 @@ class Rollout:
         for target in together:
             self.applied[target.node.name] = "reload"
             self.results[target.node.name].steps["service"] = "reloaded"
-        for target, mark in zip(together, marks, strict=True):
+        pending = self._await_reexecs(list(zip(together, marks, strict=True)))
+        for target in together:
             self._settle(target, plans[target.node.name], expected_up - {target.node.name},
-                         check_groups=True, reexec_mark=mark)
+                         check_groups=True, reexec_mark=pending.get(target.node.name))
         return {t.node.name for t in together}
+
+    def _await_reexecs(self, marks: list[tuple[Target, str]]) -> dict[str, str]:
+        """Every node's re-exec after its signal (``marks``) awaited side by side, before
+        any node's health: each node's health needs its peers' re-execs done, and a re-exec
+        stuck on a core process is freed only by its own node's wait (apply.await_reexec;
+        in the lab one waited behind its peer's 17 s health wait, and the peer, hearing
+        nothing, took the floating IP). The nodes whose wait failed, by name, with their
+        marks: the wait is made again where it is reported (_settle)."""
+        def one(item: tuple[Target, str]) -> bool:
+            target, mark = item
+            try:
+                if freed := apply.await_reexec(target.remote, mark):
+                    self.say(target, freed)
+                return True
+            except RemoteError:
+                return False
+
+        with ThreadPoolExecutor(max_workers=max(1, len(marks))) as pool:
+            done = list(pool.map(one, marks))
+        return {t.node.name: mark for (t, mark), ok in zip(marks, done, strict=True) if not ok}
 
     def _introduce(self, order: list[Target], plans: dict[str, HostPlan],
                    was_running: set[str]) -> None:
@@ -268,12 +289,15 @@ class Rollout:
             marks[target.node.name] = apply.signal_reload(target.remote)
             self.applied[target.node.name] = "reload"
             self.results[target.node.name].steps["service"] = "reloaded"
+        rewritten = [(t, marks[t.node.name]) for t in rekey
+                     if "ha.cf" in plans[t.node.name].changed_files
+                     and "ha.cf" not in plans[t.node.name].deferred]
+        pending = self._await_reexecs(rewritten)
         for target in rekey:  # signalled back to back above: keys differ for a moment only
             plan = plans[target.node.name]
             peers = was_running - {target.node.name}
-            rewritten = "ha.cf" in plan.changed_files and "ha.cf" not in plan.deferred
-            reexec = marks[target.node.name] if rewritten else None
-            self._settle(target, plan, peers, check_groups=True, reexec_mark=reexec)
+            self._settle(target, plan, peers, check_groups=True,
+                         reexec_mark=pending.get(target.node.name))
         return {t.node.name for t in rekey}
 
     def _settle(self, target: Target, plan: HostPlan, peers: set[str],
