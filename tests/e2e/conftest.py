@@ -183,6 +183,16 @@ EOF
 chmod 755 /etc/ha.d/resource.d/hbdeploy-failing"""
 
 
+# An INPUT policy that drops what no rule accepts, as on a locked-down server: SSH and the
+# replies to the node's own traffic let in, and what hbdeploy's rules let in; and undone.
+LOCKDOWN = ("iptables -A INPUT -i lo -j ACCEPT && iptables -A INPUT -p tcp --dport 22 -j ACCEPT"
+            " && iptables -A INPUT -m conntrack --ctstate ESTABLISHED,RELATED -j ACCEPT"
+            " && iptables -P INPUT DROP")
+UNLOCK = ("iptables -P INPUT ACCEPT && iptables -D INPUT -i lo -j ACCEPT && "
+          "iptables -D INPUT -p tcp --dport 22 -j ACCEPT && iptables -D INPUT "
+          "-m conntrack --ctstate ESTABLISHED,RELATED -j ACCEPT")
+
+
 def variant(tmp_path: Path, name: str, *changes: tuple[str, str]) -> Path:
     """examples/lab.yml with each (old, new) replaced, written to ``tmp_path / name``."""
     text = LAB_CLUSTER.read_text()

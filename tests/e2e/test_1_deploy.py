@@ -22,7 +22,9 @@ from .conftest import (
     FAILING_RESOURCE,
     FLOATING_IP,
     LAB_CLUSTER,
+    LOCKDOWN,
     ROOT,
+    UNLOCK,
     cli,
     flipped,
     hb_links_up,
@@ -376,11 +378,8 @@ def test_deploy_with_fabrics_key_flag_and_a_sudo_password(deployed: Lab, tmp_pat
 
 def test_firewall_under_input_drop(deployed: Lab) -> None:
     lab = deployed
-    lockdown = ("iptables -A INPUT -i lo -j ACCEPT && iptables -A INPUT -p tcp --dport 22 -j ACCEPT"
-                " && iptables -A INPUT -m conntrack --ctstate ESTABLISHED,RELATED -j ACCEPT"
-                " && iptables -P INPUT DROP")
     for node in NODES:
-        ssh(lab, node, lockdown)
+        ssh(lab, node, LOCKDOWN)
     try:
         # Without hbdeploy's rules the heartbeat links die under INPUT DROP ...
         removed = cli(lab, "firewall.remove")
@@ -404,9 +403,7 @@ def test_firewall_under_input_drop(deployed: Lab) -> None:
             == "enabled"
     finally:
         for node in NODES:
-            ssh(lab, node, "iptables -P INPUT ACCEPT && iptables -D INPUT -i lo -j ACCEPT && "
-                           "iptables -D INPUT -p tcp --dport 22 -j ACCEPT && iptables -D INPUT "
-                           "-m conntrack --ctstate ESTABLISHED,RELATED -j ACCEPT", check=False)
+            ssh(lab, node, UNLOCK, check=False)
     assert cli(lab, "deploy").returncode == 0
 
 
