@@ -397,6 +397,9 @@ class Deployment:
                                  f"({firewall.describe(plan.firewall_backend)}):")
                 for line in wanted:
                     self.out(f"[{target.host}]   {line}")
+                if plan.firewall_wide:
+                    self.say(target, "  (a media change: heartbeat's present media stay let in "
+                                     "beside these until every node has re-read ha.cf)")
             if plan.sysctl == "write":
                 self.say(target, f"would set {sysctl.KEY} = 1 (nonlocal_bind; "
                                  f"{sysctl.PATH})")

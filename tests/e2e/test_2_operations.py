@@ -202,6 +202,8 @@ class TestMediaChangeUnderInputDrop:
         journal that says a node missed the other; there and back, at lab-fast's timings."""
         lab, fast = serving, locked_down_fast
         moved = variant(tmp_path, "port.yml", *FAST, PORT_695)
+        check = cli(lab, "deploy", "--check", cluster=moved)
+        assert check.stdout.count("heartbeat's present media stay let in") == 2, check.stdout
         pids = {n: ssh(lab, n, "systemctl show -p MainPID --value heartbeat").stdout for n in NODES}
         for cluster, port in ((moved, "695"), (fast, "694")):
             since = {n: ssh(lab, n, "date +%s.%N").stdout.strip() for n in NODES}
