@@ -8,6 +8,7 @@ import shlex
 import time
 import uuid
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 
 from . import firewall, supervision, sysctl
 from .layout import BACKUP_DIR, RESOURCE_MANAGER, UNAPPLIED, prune_backups
@@ -489,6 +490,21 @@ def await_reexec(remote: Remote, mark: str) -> str:
         return (f"heartbeat's re-exec was stuck on core process(es) {', '.join(pids)} that "
                 "ignored its SIGTERM: killed them (SIGKILL), and it re-executed")
     return ""
+
+
+def await_reexecs(marks: Sequence[tuple[Remote, str]]) -> list[str | RemoteError]:
+    """:func:`await_reexec` on every host at once (each host's signal ``mark``), for nodes
+    signalled together: a re-exec stuck on a core process is freed only by its own host's
+    wait, so none may wait behind another. Per host, in order: what the wait had to do, or
+    its RemoteError."""
+    def one(item: tuple[Remote, str]) -> str | RemoteError:
+        try:
+            return await_reexec(*item)
+        except RemoteError as exc:
+            return exc
+
+    with ThreadPoolExecutor(max_workers=max(1, len(marks))) as pool:
+        return list(pool.map(one, marks))
 
 
 def reload(remote: Remote, reexec: bool) -> str:

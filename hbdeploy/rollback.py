@@ -114,19 +114,16 @@ def _reload_together(run: Deployment, together: list[tuple[Target, bool]]) -> No
             run.say(item[0], f"heartbeat with the previous files failed too: {exc}")
             return None
 
-    def await_reexec(item: tuple[tuple[Target, bool], str | None]) -> None:
-        (target, reexec), mark = item
-        if mark is None or not reexec:
-            return
-        try:
-            if freed := apply.await_reexec(target.remote, mark):
-                run.say(target, freed)
-        except RemoteError as exc:
-            run.say(target, f"heartbeat with the previous files failed too: {exc}")
-
     with ThreadPoolExecutor(max_workers=len(together)) as pool:
         marks = list(pool.map(signal, together))
-        list(pool.map(await_reexec, zip(together, marks, strict=True)))
+    rereading = [(target, mark) for (target, reexec), mark in zip(together, marks, strict=True)
+                 if mark is not None and reexec]
+    for (target, _), outcome in zip(rereading, apply.await_reexecs(
+            [(t.remote, mark) for t, mark in rereading]), strict=True):
+        if isinstance(outcome, RemoteError):
+            run.say(target, f"heartbeat with the previous files failed too: {outcome}")
+        elif outcome:
+            run.say(target, outcome)
 
 
 def _joining(run: Deployment) -> set[str]:

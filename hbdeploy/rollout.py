@@ -188,23 +188,18 @@ class Rollout:
 
     def _await_reexecs(self, marks: list[tuple[Target, str]]) -> dict[str, str]:
         """Every node's re-exec after its signal (``marks``) awaited side by side, before
-        any node's health: each node's health needs its peers' re-execs done, and a re-exec
-        stuck on a core process is freed only by its own node's wait (apply.await_reexec;
-        in the lab one waited behind its peer's 17 s health wait, and the peer, hearing
-        nothing, took the floating IP). The nodes whose wait failed, by name, with their
-        marks: the wait is made again where it is reported (_settle)."""
-        def one(item: tuple[Target, str]) -> bool:
-            target, mark = item
-            try:
-                if freed := apply.await_reexec(target.remote, mark):
-                    self.say(target, freed)
-                return True
-            except RemoteError:
-                return False
-
-        with ThreadPoolExecutor(max_workers=max(1, len(marks))) as pool:
-            done = list(pool.map(one, marks))
-        return {t.node.name: mark for (t, mark), ok in zip(marks, done, strict=True) if not ok}
+        any node's health (apply.await_reexecs): each node's health needs its peers'
+        re-execs done (in the lab a stuck one waited behind its peer's 17 s health wait, and
+        the peer, hearing nothing, took the floating IP). The nodes whose wait failed, by
+        name, with their marks: the wait is made again where it is reported (_settle)."""
+        pending = {}
+        outcomes = apply.await_reexecs([(t.remote, mark) for t, mark in marks])
+        for (target, mark), outcome in zip(marks, outcomes, strict=True):
+            if isinstance(outcome, RemoteError):
+                pending[target.node.name] = mark
+            elif outcome:
+                self.say(target, outcome)
+        return pending
 
     def _introduce(self, order: list[Target], plans: dict[str, HostPlan],
                    was_running: set[str]) -> None:
